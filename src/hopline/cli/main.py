@@ -1,0 +1,86 @@
+"""The root of the ``hopline`` command tree and the error contract around it.
+
+:func:`run` is the console-script entry point. It runs the typer app without
+click's standalone handling so that every failure, whoever raises it, is shown
+the same way: one line on stderr, exit 2 for bad usage or input, 1 for a
+failure at run time, 130 on Ctrl-C, and a traceback only with ``--debug`` (or
+``HOPLINE_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from hopline import __version__
+from hopline.cli import demo, wire
+from hopline.cli.output import CliError
+
+app = typer.Typer(
+    name="hopline",
+    help="Hopline: open peer-to-peer voice and messaging.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(wire.app, name="wire")
+app.command("demo")(demo.demo_command)
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help="show tracebacks on errors"),
+) -> None:
+    """Hopline: open peer-to-peer voice and messaging."""
+    if debug:
+        os.environ["HOPLINE_DEBUG"] = "1"
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Hopline version."""
+    sys.stdout.write(f"hopline {__version__}\n")
+
+
+def _debugging(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("HOPLINE_DEBUG") == "1"
+
+
+def _fail(message: str, code: int) -> int:
+    first_line = " ".join(message.strip().splitlines()) or "failed"
+    sys.stderr.write(f"hopline: {first_line}\n")
+    return code
+
+
+def invoke(argv: list[str]) -> int:
+    """Run the command line on ``argv``; return the exit code."""
+    try:
+        result = app(args=argv, prog_name="hopline", standalone_mode=False)
+    except CliError as exc:
+        if _debugging(argv):
+            traceback.print_exc()
+        return _fail(str(exc), exc.code)
+    except (KeyboardInterrupt, typer.Abort):
+        return _fail("interrupted", 130)
+    except typer.TyperException as exc:  # click's usage errors, as typer ships them
+        return _fail(_usage_message(exc), getattr(exc, "exit_code", 2) or 1)
+    except Exception as exc:  # the last resort: one line unless --debug
+        if _debugging(argv):
+            traceback.print_exc()
+        return _fail(f"unexpected error: {type(exc).__name__}: {exc}", 1)
+    return result if isinstance(result, int) else 0
+
+
+def _usage_message(exc: Exception) -> str:
+    message = str(getattr(exc, "format_message", lambda: str(exc))())
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", "") if ctx is not None else ""
+    return f"{message} (see '{path or 'hopline'} --help')"
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(invoke(sys.argv[1:]))

@@ -1,0 +1,84 @@
+"""The wire layer: Hopline messages as object lists.
+
+A message is a command id, a request id, a kind (request, reply, error,
+notice) and an *object list*: a run of typed objects, each tagged with a
+parameter id (the classic peer-to-peer Skype encoding, documented openly in
+docs/protocol.md). The command table in :mod:`hopline.wire.commands` declares
+every message once; that declaration drives both :func:`encode` and
+:func:`decode`.
+
+Public API::
+
+    data = encode(Ping(nonce=5))
+    message = decode(data)          # -> Ping(nonce=5, ...)
+    except WireError                # the only exception decode raises
+
+Modules: :mod:`~hopline.wire.varint` (integers), :mod:`~hopline.wire.types`
+(type codes, :class:`Address`), :mod:`~hopline.wire.objects` (object layout,
+limits), :mod:`~hopline.wire.schema` (the table machinery),
+:mod:`~hopline.wire.codec` (whole messages), :mod:`~hopline.wire.commands`
+(the table), :mod:`~hopline.wire.jsonform` (JSON and the dissector).
+"""
+
+from hopline.wire import commands
+from hopline.wire.codec import VERSION, Header, decode, decode_raw, encode, read_header
+from hopline.wire.commands import ErrorCode, ErrorReply
+from hopline.wire.errors import (
+    BadHeader,
+    BadValue,
+    DecodeError,
+    DuplicateParameter,
+    EncodeError,
+    LimitExceeded,
+    MalformedVarint,
+    MissingParameter,
+    Truncated,
+    UnknownCommand,
+    UnknownType,
+    WireError,
+    WrongType,
+)
+from hopline.wire.jsonform import dissect, message_from_json, message_to_json
+from hopline.wire.objects import DEFAULT_LIMITS, Limits, RawObject
+from hopline.wire.schema import COMMANDS, NAMES, FieldSpec, Message, Record, param
+from hopline.wire.types import Address, Kind, ParamType
+
+__all__ = [
+    "COMMANDS",
+    "DEFAULT_LIMITS",
+    "NAMES",
+    "VERSION",
+    "Address",
+    "BadHeader",
+    "BadValue",
+    "DecodeError",
+    "DuplicateParameter",
+    "EncodeError",
+    "ErrorCode",
+    "ErrorReply",
+    "FieldSpec",
+    "Header",
+    "Kind",
+    "LimitExceeded",
+    "Limits",
+    "MalformedVarint",
+    "Message",
+    "MissingParameter",
+    "ParamType",
+    "RawObject",
+    "Record",
+    "Truncated",
+    "UnknownCommand",
+    "UnknownType",
+    "WireError",
+    "WrongType",
+    "commands",
+    "decode",
+    "decode_raw",
+    "dissect",
+    "encode",
+    "message_from_json",
+    "message_to_json",
+    "param",
+    "read_header",
+]

@@ -1,0 +1,199 @@
+"""The Hopline command table.
+
+Each class below is one row group of the table: its command id, kind and the
+parameters of its object list. Command ids are grouped by layer:
+
+=============  ==========================================
+range          layer
+=============  ==========================================
+0x0001-0x000F  link: ping, echo, forward
+0x0010-0x002F  login server (identity, certificates)
+0x0030-0x004F  directory: presence records, lookups, search
+0x0050-0x005F  connectivity: candidates, relays
+0x0060-0x007F  calls
+0x0080-0x009F  messages, contacts
+0x00A0-0x00AF  file transfer
+=============  ==========================================
+
+Replies reuse the request's command id with kind ``REPLY``. Any request may be
+answered by an :class:`ErrorReply` (kind ``ERROR``, the failed command's id in
+the header). docs/protocol.md lists every row; a test checks the two agree.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from hopline.wire.codec import ERROR_CLASS
+from hopline.wire.schema import Message, Record, param
+from hopline.wire.types import Address, Kind, ParamType
+
+UINT, BYTES, STRING = ParamType.UINT, ParamType.BYTES, ParamType.STRING
+ADDRESS, UINTS, PUBKEY, OBJECTS = (
+    ParamType.ADDRESS,
+    ParamType.UINTS,
+    ParamType.PUBKEY,
+    ParamType.OBJECTS,
+)
+
+
+class ErrorCode(IntEnum):
+    """Error codes carried by :class:`ErrorReply` (HTTP-like on purpose)."""
+
+    BAD_REQUEST = 400
+    UNAUTHORIZED = 401
+    FORBIDDEN = 403
+    NOT_FOUND = 404
+    CONFLICT = 409
+    TOO_LARGE = 413
+    TOO_MANY_REQUESTS = 429
+    INTERNAL = 500
+    UNAVAILABLE = 503
+
+
+class ErrorReply(Message, kind=Kind.ERROR):
+    """The answer to any request that failed.
+
+    ``failed_command`` is not an object: it is the command id in the header.
+    """
+
+    code: int = param(1, UINT, doc="an ErrorCode")
+    reason: str = param(2, STRING, default="", doc="one line for people")
+    retry_after_ms: int | None = param(3, UINT, default=None)
+    failed_command: int = 0
+    COMMAND = 0
+    NAME = "error"
+
+    @property
+    def command_id(self) -> int:
+        """The failed request's command id."""
+        return self.failed_command
+
+
+ERROR_CLASS.append(ErrorReply)
+
+# ---------------------------------------------------------------- link
+
+
+class Ping(Message, command=0x0001, kind=Kind.REQUEST, name="ping"):
+    """Liveness and RTT probe."""
+
+    nonce: int = param(1, UINT)
+    sent_at_us: int | None = param(2, UINT, default=None, doc="sender clock, microseconds")
+
+
+class Pong(Message, command=0x0001, kind=Kind.REPLY, name="ping"):
+    """Answer to :class:`Ping`, echoing its fields."""
+
+    nonce: int = param(1, UINT)
+    sent_at_us: int | None = param(2, UINT, default=None)
+    observed: Address | None = param(3, ADDRESS, default=None, doc="where the ping came from")
+
+
+class Echo(Message, command=0x0002, kind=Kind.REQUEST, name="echo"):
+    """Ask the peer to send ``data`` back (tests, demo, benchmarks)."""
+
+    data: bytes = param(1, BYTES)
+
+
+class EchoReply(Message, command=0x0002, kind=Kind.REPLY, name="echo"):
+    """The data of an :class:`Echo`, returned."""
+
+    data: bytes = param(1, BYTES)
+
+
+class Forward(Message, command=0x0003, kind=Kind.NOTICE, name="forward"):
+    """An envelope an intermediate node delivers on to its target.
+
+    ``payload`` is a whole encoded message, normally sealed end to end so the
+    forwarding node cannot read it. Each hop decrements ``hop_limit`` and drops
+    the envelope at zero.
+    """
+
+    payload: bytes = param(1, BYTES)
+    to_user: str | None = param(2, STRING, default=None)
+    to_device: bytes | None = param(3, BYTES, default=None)
+    to_node: bytes | None = param(4, BYTES, default=None, doc="a supernode id")
+    to_address: Address | None = param(5, ADDRESS, default=None)
+    from_user: str | None = param(6, STRING, default=None)
+    from_device: bytes | None = param(7, BYTES, default=None)
+    hop_limit: int = param(8, UINT, default=4)
+
+
+# ---------------------------------------------------------------- directory
+
+
+class Endpoint(Record):
+    """A way to reach a device."""
+
+    address: Address = param(1, ADDRESS)
+    transport: int = param(2, UINT, default=0, doc="0 UDP, 1 TCP")
+    kind: int = param(3, UINT, default=0, doc="0 host, 1 server-reflexive, 2 relayed")
+
+
+class DeviceRecord(Record):
+    """One logged-in device of a user."""
+
+    device_id: bytes = param(1, BYTES)
+    identity_key: bytes = param(2, PUBKEY, doc="X25519 static key of the device")
+    certificate: bytes = param(3, BYTES, doc="login-server certificate, signed")
+    endpoints: tuple[Endpoint, ...] = param(4, OBJECTS, record=Endpoint, repeated=True)
+    nat_class: int = param(5, UINT, default=0)
+    capabilities: tuple[int, ...] = param(6, UINTS, default=())
+
+
+class PresenceRecord(Record):
+    """Where and how a user can be reached: the directory's unit of storage."""
+
+    user: str = param(1, STRING)
+    status: int = param(2, UINT, doc="0 offline, 1 online, 2 away, 3 dnd, 4 invisible")
+    devices: tuple[DeviceRecord, ...] = param(3, OBJECTS, record=DeviceRecord, repeated=True)
+    mood: str | None = param(4, STRING, default=None)
+    last_seen: int = param(5, UINT, doc="Unix seconds")
+    expires: int = param(6, UINT, doc="Unix seconds")
+    sequence: int = param(7, UINT, default=0, doc="newer records win")
+
+
+class PresencePublish(Message, command=0x0030, kind=Kind.REQUEST, name="presence.publish"):
+    """A client publishes (or refreshes) its presence record."""
+
+    record: PresenceRecord = param(1, OBJECTS, record=PresenceRecord)
+
+
+class PresencePublishReply(Message, command=0x0030, kind=Kind.REPLY, name="presence.publish"):
+    """Acknowledges a :class:`PresencePublish`."""
+
+    expires: int = param(1, UINT)
+
+
+# ---------------------------------------------------------------- calls
+
+
+class CallInvite(Message, command=0x0060, kind=Kind.REQUEST, name="call.invite"):
+    """Start of a call: who calls whom, with which codecs and keys."""
+
+    call_id: bytes = param(1, BYTES)
+    caller: str = param(2, STRING)
+    callee: str = param(3, STRING)
+    caller_device: bytes = param(4, BYTES)
+    codecs: tuple[int, ...] = param(5, UINTS, doc="payload types, most preferred first")
+    media_key: bytes = param(6, PUBKEY, doc="ephemeral X25519 key for media")
+    candidates: tuple[Endpoint, ...] = param(7, OBJECTS, record=Endpoint, repeated=True)
+    max_bitrate: int = param(8, UINT, default=64000)
+
+
+__all__ = [
+    "CallInvite",
+    "DeviceRecord",
+    "Echo",
+    "EchoReply",
+    "Endpoint",
+    "ErrorCode",
+    "ErrorReply",
+    "Forward",
+    "Ping",
+    "Pong",
+    "PresencePublish",
+    "PresencePublishReply",
+    "PresenceRecord",
+]
