@@ -67,7 +67,7 @@ def invoke(argv: list[str]) -> int:
         return _fail("interrupted", 130)
     except typer.TyperException as exc:  # click's usage errors, as typer ships them
         return _fail(_usage_message(exc), getattr(exc, "exit_code", 2) or 1)
-    except Exception as exc:  # the last resort: one line unless --debug
+    except Exception as exc:  # noqa: BLE001 -- the last resort: one line unless --debug
         if _debugging(argv):
             traceback.print_exc()
         return _fail(f"unexpected error: {type(exc).__name__}: {exc}", 1)

@@ -34,8 +34,14 @@ def _rows(table: Table, objects: list[dict[str, Any]], indent: str = "") -> None
         value = obj["value"]
         shown = "" if obj["type"] == "objects" else json.dumps(value)
         name = obj["name"] or "(unknown)"
-        table.add_row(str(obj["offset"]), str(obj["size"]), f"{indent}{obj['param']}", name,
-                      obj["type"], shown)
+        table.add_row(
+            str(obj["offset"]),
+            str(obj["size"]),
+            f"{indent}{obj['param']}",
+            name,
+            obj["type"],
+            shown,
+        )
         if obj["type"] == "objects":
             _rows(table, value, indent + "  ")
 

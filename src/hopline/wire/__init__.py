@@ -21,7 +21,16 @@ limits), :mod:`~hopline.wire.schema` (the table machinery),
 """
 
 from hopline.wire import commands
-from hopline.wire.codec import VERSION, Header, decode, decode_raw, encode, read_header
+from hopline.wire.codec import (
+    VERSION,
+    Header,
+    decode,
+    decode_raw,
+    decode_record,
+    encode,
+    encode_record,
+    read_header,
+)
 from hopline.wire.commands import ErrorCode, ErrorReply
 from hopline.wire.errors import (
     BadHeader,
@@ -75,8 +84,10 @@ __all__ = [
     "commands",
     "decode",
     "decode_raw",
+    "decode_record",
     "dissect",
     "encode",
+    "encode_record",
     "message_from_json",
     "message_to_json",
     "param",

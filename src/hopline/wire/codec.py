@@ -17,6 +17,7 @@ subclasses, whatever it is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from hopline.wire.errors import (
     BadHeader,
@@ -34,11 +35,12 @@ from hopline.wire.objects import (
     Span,
     read_raw_list,
 )
-from hopline.wire.schema import COMMANDS, Message, read_record, write_record
+from hopline.wire.schema import COMMANDS, Message, Record, read_record, write_record
 from hopline.wire.types import Kind
 from hopline.wire.varint import read_varint, write_varint
 
 VERSION = 1
+RecordT = TypeVar("RecordT", bound=Record)
 MAX_COMMAND = 0xFFFF
 MAX_REQUEST_ID = 0xFFFFFFFF
 
@@ -119,10 +121,33 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
     header = read_header(data, limits)
     cls = message_class(header.command, header.kind)
     span = Span(header.body_start, len(data))
-    kwargs = read_record(cls.__wire__, data, span, limits, Budget(limits), 1)
+    schema = cls.__wire__
+    values = read_record(schema, data, span, limits, Budget(limits), 1)
+    values["request_id"] = header.request_id
     if header.kind is Kind.ERROR:
-        kwargs["failed_command"] = header.command
-    return cls(request_id=header.request_id, **kwargs)
+        values["failed_command"] = header.command
+    message: Message = schema.build(cls, values)
+    return message
+
+
+def encode_record(record: Record, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Encode a bare record (no message header), e.g. a body that gets signed."""
+    out = bytearray()
+    write_record(out, record)
+    if len(out) > limits.max_message_size:
+        raise EncodeError(f"record of {len(out)} bytes exceeds {limits.max_message_size}")
+    return bytes(out)
+
+
+def decode_record(cls: type[RecordT], data: bytes, limits: Limits = DEFAULT_LIMITS) -> RecordT:
+    """Decode a bare record of type ``cls``; raise only :class:`WireError`."""
+    data = _as_bytes(data)
+    if len(data) > limits.max_message_size:
+        raise LimitExceeded(f"record of {len(data)} bytes exceeds {limits.max_message_size}")
+    schema = cls.__wire__
+    values = read_record(schema, data, Span(0, len(data)), limits, Budget(limits), 1)
+    record: RecordT = schema.build(cls, values)
+    return record
 
 
 def decode_raw(

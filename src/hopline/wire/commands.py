@@ -120,6 +120,125 @@ class Forward(Message, command=0x0003, kind=Kind.NOTICE, name="forward"):
     hop_limit: int = param(8, UINT, default=4)
 
 
+# ---------------------------------------------------------------- login server
+
+
+class Register(Message, command=0x0010, kind=Kind.REQUEST, name="account.register"):
+    """Create an account. Sent only inside a secure session to the login server."""
+
+    username: str = param(1, STRING)
+    password: str = param(2, STRING)
+    full_name: str | None = param(3, STRING, default=None)
+    city: str | None = param(4, STRING, default=None)
+    country: str | None = param(5, STRING, default=None, doc="ISO 3166 alpha-2")
+    language: str | None = param(6, STRING, default=None, doc="ISO 639-1")
+
+
+class RegisterReply(Message, command=0x0010, kind=Kind.REPLY, name="account.register"):
+    """The account exists; ``username`` is its canonical form."""
+
+    username: str = param(1, STRING)
+    created_at: int = param(2, UINT)
+
+
+class Login(Message, command=0x0011, kind=Kind.REQUEST, name="account.login"):
+    """Check the password and certify this device's keys."""
+
+    username: str = param(1, STRING)
+    password: str = param(2, STRING)
+    device_id: bytes = param(3, BYTES)
+    static_key: bytes = param(4, PUBKEY, doc="must be the key of this secure session")
+    signing_key: bytes | None = param(5, PUBKEY, default=None)
+
+
+class LoginReply(Message, command=0x0011, kind=Kind.REPLY, name="account.login"):
+    """A certificate for the device, and where to find supernodes."""
+
+    certificate: bytes = param(1, BYTES)
+    expires_at: int = param(2, UINT)
+    server_time: int = param(3, UINT, doc="Unix seconds, to detect clock skew")
+    bootstrap: tuple[Address, ...] = param(4, ADDRESS, repeated=True)
+    revocations: bytes | None = param(5, BYTES, default=None, doc="signed revocation list")
+
+
+class Renew(Message, command=0x0012, kind=Kind.REQUEST, name="certificate.renew"):
+    """Renew a certificate before it expires (user or supernode)."""
+
+    certificate: bytes = param(1, BYTES)
+
+
+class RenewReply(Message, command=0x0012, kind=Kind.REPLY, name="certificate.renew"):
+    """The new certificate."""
+
+    certificate: bytes = param(1, BYTES)
+    expires_at: int = param(2, UINT)
+
+
+class ChangePassword(Message, command=0x0013, kind=Kind.REQUEST, name="account.password"):
+    """Change an account's password."""
+
+    username: str = param(1, STRING)
+    old_password: str = param(2, STRING)
+    new_password: str = param(3, STRING)
+
+
+class DeleteAccount(Message, command=0x0014, kind=Kind.REQUEST, name="account.delete"):
+    """Delete an account and revoke all its certificates."""
+
+    username: str = param(1, STRING)
+    password: str = param(2, STRING)
+
+
+class Done(Message, command=0x0015, kind=Kind.REPLY, name="done"):
+    """A reply that carries nothing but success."""
+
+
+class GetRevocations(Message, command=0x0016, kind=Kind.REQUEST, name="revocations.get"):
+    """Ask for the signed revocation list if newer than ``since``."""
+
+    since: int = param(1, UINT, default=0)
+
+
+class RevocationsReply(Message, command=0x0016, kind=Kind.REPLY, name="revocations.get"):
+    """The signed revocation list."""
+
+    revocations: bytes = param(1, BYTES)
+    issued_at: int = param(2, UINT)
+
+
+class Enroll(Message, command=0x0017, kind=Kind.REQUEST, name="supernode.enroll"):
+    """A supernode presents a one-time token to get a supernode certificate."""
+
+    token: str = param(1, STRING)
+    static_key: bytes = param(2, PUBKEY)
+    signing_key: bytes | None = param(3, PUBKEY, default=None)
+    public_address: Address | None = param(4, ADDRESS, default=None)
+
+
+class EnrollReply(Message, command=0x0017, kind=Kind.REPLY, name="supernode.enroll"):
+    """The supernode's id and certificate."""
+
+    node_id: str = param(1, STRING)
+    certificate: bytes = param(2, BYTES)
+    expires_at: int = param(3, UINT)
+
+
+class Logout(Message, command=0x0018, kind=Kind.REQUEST, name="account.logout"):
+    """Revoke this device's certificate (the session must hold its key)."""
+
+    certificate: bytes = param(1, BYTES)
+
+
+class GetBootstrap(Message, command=0x0019, kind=Kind.REQUEST, name="bootstrap.get"):
+    """Ask for supernodes to start from."""
+
+
+class BootstrapReply(Message, command=0x0019, kind=Kind.REPLY, name="bootstrap.get"):
+    """Supernodes known to the login server."""
+
+    supernodes: tuple[Address, ...] = param(1, ADDRESS, repeated=True)
+
+
 # ---------------------------------------------------------------- directory
 
 
@@ -183,17 +302,33 @@ class CallInvite(Message, command=0x0060, kind=Kind.REQUEST, name="call.invite")
 
 
 __all__ = [
+    "BootstrapReply",
     "CallInvite",
+    "ChangePassword",
+    "DeleteAccount",
     "DeviceRecord",
+    "Done",
     "Echo",
     "EchoReply",
     "Endpoint",
+    "Enroll",
+    "EnrollReply",
     "ErrorCode",
     "ErrorReply",
     "Forward",
+    "GetBootstrap",
+    "GetRevocations",
+    "Login",
+    "LoginReply",
+    "Logout",
     "Ping",
     "Pong",
     "PresencePublish",
     "PresencePublishReply",
     "PresenceRecord",
+    "Register",
+    "RegisterReply",
+    "Renew",
+    "RenewReply",
+    "RevocationsReply",
 ]

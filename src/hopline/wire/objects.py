@@ -168,9 +168,10 @@ def read_object(data: bytes, pos: int, end: int, limits: Limits) -> tuple[int, P
 
 
 def _check_uint(value: object) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_UINT:
+    # int subclasses such as IntEnum members are integers; bool is not
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_UINT:
         raise EncodeError(f"expected an unsigned 64-bit int, got {value!r}")
-    return value
+    return int(value)
 
 
 def _write_uint(out: bytearray, value: object) -> None:

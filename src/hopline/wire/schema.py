@@ -57,6 +57,7 @@ class FieldSpec:
     record: type[Record] | None
     doc: str
     nullable: bool = False  # optional with default None: None means "absent"
+    tag: bytes = b""  # the encoded tag varint, computed once
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,21 +88,37 @@ def param(
 
 
 class Schema:
-    """The compiled table of one record class."""
+    """The compiled table of one record class.
 
-    __slots__ = ("by_param", "fields", "required")
+    ``defaults`` holds every dataclass field's default (wire or not), so the
+    decoder can build an instance without running the frozen ``__init__``.
+    """
 
-    def __init__(self, fields: tuple[FieldSpec, ...]) -> None:
+    __slots__ = ("by_param", "defaults", "fields", "repeated", "required")
+
+    def __init__(self, fields: tuple[FieldSpec, ...], defaults: dict[str, Any]) -> None:
         self.fields = tuple(sorted(fields, key=lambda f: f.param))
         self.by_param = {f.param: f for f in self.fields}
         self.required = tuple(f for f in self.fields if f.required)
+        self.repeated = tuple(f.name for f in self.fields if f.repeated)
+        self.defaults = defaults
         if len(self.by_param) != len(self.fields):
             raise TypeError("two fields share a parameter id")
 
+    def build(self, cls: type[Any], values: dict[str, Any]) -> Any:
+        """An instance of ``cls`` from decoded ``values`` (already validated)."""
+        instance = object.__new__(cls)
+        attributes = instance.__dict__
+        attributes.update(self.defaults)
+        attributes.update(values)
+        return instance
+
 
 def _compile(cls: type[Record]) -> Schema:
-    specs = []
+    specs, defaults = [], {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
         meta = f.metadata.get("hopline")
         if meta is None:
             continue
@@ -109,8 +126,11 @@ def _compile(cls: type[Record]) -> Schema:
         spec = FieldSpec(
             f.name, meta.param, meta.ptype, required, meta.repeated, meta.record, meta.doc
         )
-        specs.append(dataclasses.replace(spec, nullable=not required and f.default is None))
-    return Schema(tuple(specs))
+        tag = bytearray()
+        write_tag(tag, meta.param, meta.ptype)
+        nullable = not required and f.default is None
+        specs.append(dataclasses.replace(spec, nullable=nullable, tag=bytes(tag)))
+    return Schema(tuple(specs), defaults)
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(param,))
@@ -191,7 +211,7 @@ def write_record(out: bytearray, record: Record, depth: int = 1) -> None:
 
 
 def _write_one(out: bytearray, spec: FieldSpec, value: object, depth: int) -> None:
-    write_tag(out, spec.param, spec.ptype)
+    out += spec.tag
     if spec.record is None:
         try:
             WRITERS[spec.ptype](out, value)
@@ -231,8 +251,9 @@ def read_record(
         if ptype is not spec.ptype:
             raise WrongType(f"{spec.name} should be {spec.ptype.name}, got {ptype.name}")
         if spec.record is not None:
-            kwargs = read_record(spec.record.__wire__, data, value, limits, budget, depth + 1)
-            value = spec.record(**kwargs)
+            schema_of = spec.record.__wire__
+            fields = read_record(schema_of, data, value, limits, budget, depth + 1)
+            value = schema_of.build(spec.record, fields)
         if spec.repeated:
             values.setdefault(spec.name, []).append(value)
         elif spec.name in values:
@@ -242,7 +263,7 @@ def read_record(
     for spec in schema.required:
         if spec.name not in values:
             raise MissingParameter(f"required parameter {spec.name} ({spec.param}) is missing")
-    for spec in schema.fields:
-        if spec.repeated and spec.name in values:
-            values[spec.name] = tuple(values[spec.name])
+    for name in schema.repeated:
+        if name in values:
+            values[name] = tuple(values[name])
     return values

@@ -8,7 +8,7 @@ spec can never drift from the code that implements it.
 from __future__ import annotations
 
 from hopline.wire.commands import ErrorReply
-from hopline.wire.schema import COMMANDS, Record
+from hopline.wire.schema import COMMANDS, Message, Record
 
 HEADER = "| param | name | type | presence | notes |\n|---|---|---|---|---|"
 
@@ -42,7 +42,8 @@ def command_table_markdown() -> str:
     ]
     lines += ["| any | error | `error` | `ErrorReply` |", ""]
     nested: list[type[Record]] = []
-    for cls in [*classes, ErrorReply]:
+    bodies: list[type[Message]] = [*classes, ErrorReply]
+    for cls in bodies:
         lines += [f"##### `{cls.__name__}` ({cls.NAME}, {cls.KIND.name.lower()})", "", HEADER]
         lines += [*_record_rows(cls, nested), ""]
     for record in nested:  # grows while we walk it: records nested in records
