@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from hopline import __version__
-from hopline.cli import demo, wire
+from hopline.cli import account, demo, servers, wire
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -27,7 +27,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(wire.app, name="wire")
+app.add_typer(servers.loginserver_app, name="loginserver")
 app.command("demo")(demo.demo_command)
+app.command("register")(account.register_command)
+app.command("login")(account.login_command)
+app.command("logout")(account.logout_command)
 
 
 @app.callback()

@@ -9,6 +9,7 @@ valid messages of every command without listing fields by hand. Needs the
 from __future__ import annotations
 
 import ipaddress
+import random
 from typing import Any
 
 from hypothesis import strategies as st
@@ -71,3 +72,48 @@ def messages() -> st.SearchStrategy[Message]:
         return st.fixed_dictionaries({**fields, **extra}).map(lambda kw: cls(**kw))
 
     return st.sampled_from(classes).flatmap(build)
+
+
+# ---------------------------------------------------------------- seeded, no hypothesis
+
+
+def _random_scalar(rng: random.Random, ptype: ParamType) -> Any:
+    if ptype is ParamType.UINT:
+        return rng.choice((0, 1, rng.getrandbits(rng.choice((7, 16, 32, 64)))))
+    if ptype is ParamType.BYTES:
+        return rng.randbytes(rng.randint(0, 64))
+    if ptype is ParamType.STRING:
+        alphabet = "abcdefghijklmnopqrstuvwxyz0123456789._- ÄΩ\u202e\x00"
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+    if ptype is ParamType.ADDRESS:
+        return Address(ipaddress.IPv4Address(rng.getrandbits(32)), rng.getrandbits(16))
+    if ptype is ParamType.UINTS:
+        return tuple(rng.getrandbits(16) for _ in range(rng.randint(0, 5)))
+    return rng.randbytes(PUBKEY_SIZE)
+
+
+def random_record(rng: random.Random, cls: type[Record], depth: int = 0) -> Any:
+    """A ``cls`` with every field drawn at random from its wire type (seeded)."""
+    kwargs: dict[str, Any] = {}
+    for spec in cls.__wire__.fields:
+        if spec.nullable and rng.random() < 0.3:
+            continue
+
+        def one(spec: FieldSpec = spec) -> Any:
+            if spec.record is not None:
+                return random_record(rng, spec.record, depth + 1)
+            return _random_scalar(rng, spec.ptype)
+
+        if spec.repeated:
+            kwargs[spec.name] = tuple(one() for _ in range(rng.randint(0, 2 if depth < 2 else 0)))
+        else:
+            kwargs[spec.name] = one()
+    return cls(**kwargs)
+
+
+def random_requests(rng: random.Random, count: int) -> list[Message]:
+    """``count`` random requests of every command in the table (seeded)."""
+    classes = sorted(
+        (c for c in COMMANDS.values() if c.KIND.name == "REQUEST"), key=lambda c: c.COMMAND
+    )
+    return [random_record(rng, rng.choice(classes)) for _ in range(count)]

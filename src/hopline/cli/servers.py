@@ -1,0 +1,137 @@
+"""``hopline loginserver`` (and later ``hopline supernode``): the server processes.
+
+A server runs in the foreground, prints one JSON line when it is ready
+(``{"ready": true, "listen": ..., ...}``: what ``hopline demo`` and the tests
+wait for) and stops cleanly on SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hopline.cli.output import CliError, UsageError, emit_json, stderr
+from hopline.client.profile import ProfileError, parse_address
+from hopline.crypto import CryptoError
+from hopline.loginserver.db import Database, DatabaseError
+from hopline.loginserver.server import (
+    LoginServer,
+    default_db_url,
+    load_or_create_keys,
+    public_key_text,
+)
+from hopline.loginserver.service import LoginService
+from hopline.runtime.loop import run as run_loop
+
+loginserver_app = typer.Typer(
+    help="Run the login server, or manage its key and enrollment tokens.",
+    invoke_without_command=True,
+)
+
+DataDirOption = Annotated[
+    Path, typer.Option("--data-dir", help="where the key and the SQLite database live")
+]
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="sqlite:///path (default DATA_DIR/accounts.sqlite3) or postgresql://..."
+    ),
+]
+
+
+def setup_logging() -> None:
+    """Log lines on stderr: time, level, logger, message."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _serve_login(listen: str, data_dir: Path, db: str | None) -> None:
+    try:
+        address = parse_address(listen, "--listen")
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        server = await LoginServer.start(address, data_dir, db)
+    except (DatabaseError, OSError, CryptoError) as exc:
+        raise CliError(f"login server cannot start: {exc}") from None
+    try:
+        emit_json(server.ready_report())
+        logging.getLogger("hopline.loginserver").info("ready on %s", server.address)
+        await wait_for_signal()
+    finally:
+        await server.close()
+
+
+@loginserver_app.callback()
+def loginserver(
+    ctx: typer.Context,
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT (port 0: any)")] = None,
+    db: DbOption = None,
+    data_dir: DataDirOption = Path("loginserver-data"),
+) -> None:
+    """Run the login server in the foreground (Ctrl-C or SIGTERM stops it)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if listen is None:
+        raise UsageError("hopline loginserver needs --listen HOST:PORT")
+    setup_logging()
+    run_loop(_serve_login(listen, data_dir, db))
+
+
+@loginserver_app.command("key")
+def key_command(data_dir: DataDirOption = Path("loginserver-data")) -> None:
+    """Print the public key that clients and supernodes pin (creates it if new)."""
+    try:
+        keys, created = load_or_create_keys(data_dir)
+    except (CryptoError, OSError) as exc:
+        raise CliError(f"cannot read the key in {data_dir}: {exc}") from None
+    if created:
+        stderr.print(f"created a new login-server key in {data_dir}")
+    sys.stdout.write(public_key_text(keys) + "\n")
+
+
+async def _enroll(data_dir: Path, db: str | None, ttl: float) -> str:
+    keys, _ = load_or_create_keys(data_dir)
+    database = await Database.open(db or default_db_url(data_dir))
+    try:
+        service = LoginService(database, keys.signing.private_key)
+        return await service.create_enrollment_token(time.time(), ttl)
+    finally:
+        await database.close()
+
+
+@loginserver_app.command("enroll")
+def enroll_command(
+    data_dir: DataDirOption = Path("loginserver-data"),
+    db: DbOption = None,
+    ttl: Annotated[
+        float, typer.Option("--ttl", help="seconds the token stays valid", min=60)
+    ] = 86400,
+) -> None:
+    """Print a one-time token with which a new supernode enrolls."""
+    try:
+        token = run_loop(_enroll(data_dir, db, ttl))
+    except (DatabaseError, CryptoError, OSError) as exc:
+        raise CliError(f"cannot create a token: {exc}") from None
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.write(token + "\n")

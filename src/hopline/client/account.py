@@ -1,0 +1,143 @@
+"""Account operations against the login server, over a secure connection.
+
+Each call opens a connection to the pinned login server, checks its
+certificate (role ``LOGIN_SERVER``, signed by the pinned key, bound to the
+static key its handshake proved), sends one request and closes. A device that
+holds a valid certificate presents it; one that does not (not yet logged in,
+or expired) connects anonymously, which the login server allows only for
+registration, login and public lookups.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from hopline.client.profile import Profile
+from hopline.connection import Expectation
+from hopline.identity import CertificateVerifier, Role
+from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.wire import Message
+from hopline.wire.commands import (
+    ChangePassword,
+    DeleteAccount,
+    Login,
+    LoginReply,
+    Logout,
+    Register,
+    RegisterReply,
+    Renew,
+    RenewReply,
+)
+
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0  # password hashing on a busy server can take a while
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a successful login gives the device."""
+
+    username: str
+    expires_at: int
+    bootstrap: tuple[str, ...]
+    server_time: int
+
+
+def _current_certificate(profile: Profile) -> bytes | None:
+    body = profile.certificate_body()
+    if body is None or body.expires_at <= time.time():
+        return None
+    return profile.certificate
+
+
+async def _call(profile: Profile, request: Message, *, anonymous: bool = False) -> Message:
+    certificate = None if anonymous else _current_certificate(profile)
+    endpoint = Endpoint(
+        static=profile.keys.static,
+        certificate=certificate,
+        verifier=CertificateVerifier(profile.ls_key),
+    )
+    try:
+        address = profile.login_server.as_tuple()
+        pc: PeerConnection = await endpoint.connect(
+            address, Expectation(role=Role.LOGIN_SERVER), timeout=CONNECT_TIMEOUT
+        )
+        return await pc.request(request, timeout=REQUEST_TIMEOUT)
+    finally:
+        endpoint.close()
+
+
+async def register(
+    profile: Profile,
+    username: str,
+    password: str,
+    *,
+    full_name: str | None = None,
+    city: str | None = None,
+    country: str | None = None,
+    language: str | None = None,
+) -> str:
+    """Create an account; return its canonical username."""
+    request = Register(
+        username=username,
+        password=password,
+        full_name=full_name,
+        city=city,
+        country=country,
+        language=language,
+    )
+    reply = await _call(profile, request, anonymous=True)
+    assert isinstance(reply, RegisterReply)
+    return reply.username
+
+
+async def login(profile: Profile, username: str, password: str) -> LoginResult:
+    """Log this device in: the login server certifies its keys."""
+    request = Login(
+        username=username,
+        password=password,
+        device_id=profile.device_id,
+        static_key=profile.keys.static.public,
+        signing_key=profile.keys.public.signing,
+    )
+    reply = await _call(profile, request, anonymous=True)
+    assert isinstance(reply, LoginReply)
+    bootstrap = tuple(str(a) for a in reply.bootstrap)
+    profile.store_certificate(reply.certificate, list(bootstrap))
+    body = profile.certificate_body()
+    assert body is not None
+    return LoginResult(body.subject, reply.expires_at, bootstrap, reply.server_time)
+
+
+async def renew(profile: Profile) -> int:
+    """Renew the stored certificate before it expires; return the new expiry."""
+    certificate = _current_certificate(profile)
+    if certificate is None:
+        raise PermissionError("no valid certificate to renew: log in again")
+    reply = await _call(profile, Renew(certificate=certificate))
+    assert isinstance(reply, RenewReply)
+    profile.store_certificate(reply.certificate)
+    return reply.expires_at
+
+
+async def logout(profile: Profile) -> bool:
+    """Revoke this device's certificate and forget it; False if none was held."""
+    certificate = _current_certificate(profile)
+    if certificate is not None:
+        await _call(profile, Logout(certificate=certificate))
+    had = profile.certificate is not None
+    profile.forget_certificate()
+    return had
+
+
+async def change_password(profile: Profile, username: str, old: str, new: str) -> None:
+    """Change the account's password."""
+    request = ChangePassword(username=username, old_password=old, new_password=new)
+    await _call(profile, request, anonymous=True)
+
+
+async def delete_account(profile: Profile, username: str, password: str) -> None:
+    """Delete the account (all its certificates are revoked)."""
+    await _call(profile, DeleteAccount(username=username, password=password), anonymous=True)
+    profile.forget_certificate()

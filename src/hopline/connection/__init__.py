@@ -1,0 +1,44 @@
+"""Secure connections: handshake + sealed datagrams + link + messages, sans-I/O.
+
+:class:`Connection` is the per-peer state machine every Hopline link runs
+(client to login server, client to supernode, supernode to supernode, peer
+to peer); :mod:`hopline.runtime.endpoint` runs connections over real sockets.
+"""
+
+from hopline.connection.core import (
+    Connection,
+    ConnectionConfig,
+    Expectation,
+    State,
+    default_link_config,
+)
+from hopline.connection.events import (
+    Closed,
+    ConnectionEvent,
+    Established,
+    MediaReceived,
+    MessageReceived,
+    PeerIdentity,
+    ReplyReceived,
+    RequestFailed,
+)
+from hopline.connection.handshake import FramingError, HandshakePayload, looks_like_handshake
+
+__all__ = [
+    "Closed",
+    "Connection",
+    "ConnectionConfig",
+    "ConnectionEvent",
+    "Established",
+    "Expectation",
+    "FramingError",
+    "HandshakePayload",
+    "MediaReceived",
+    "MessageReceived",
+    "PeerIdentity",
+    "ReplyReceived",
+    "RequestFailed",
+    "State",
+    "default_link_config",
+    "looks_like_handshake",
+]

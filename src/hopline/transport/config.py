@@ -1,0 +1,121 @@
+"""Tunables of a :class:`~hopline.transport.link.Link`, validated once.
+
+Both ends of a link must agree on ``mtu``, ``window`` and
+``max_message_size`` (there is no negotiation: the values are protocol
+constants of a deployment). Everything else is local policy.
+
+Defaults follow the RFCs where they are safe for interactive traffic:
+RFC 6298 for RTO (initial 1 s, max 60 s, K = 4, alpha = 1/8, beta = 1/4) except
+the minimum RTO, which is 200 ms like Linux rather than the RFC's
+conservative 1 s; QUIC (RFC 9002) for loss detection thresholds and ACK delay
+handling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hopline.transport.errors import ConfigError
+from hopline.transport.packet import (
+    ACK_FRAME_BASE,
+    ACK_RANGE_SIZE,
+    DATA_FRAME_OVERHEAD,
+    HEADER_SIZE,
+    MAX_ACK_RANGES,
+)
+
+__all__ = ["ACK_RESERVE_RANGES", "LinkConfig"]
+
+ACK_RESERVE_RANGES = 4
+"""Room for an ACK with this many ranges is left beside a full-size fragment."""
+
+_MAX_UDP_PAYLOAD = 65507
+_MIN_MTU = 128
+_MAX_WINDOW = 32768
+_MAX_FRAGMENTS = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """Every tunable of a link; defaults suit a voice/messaging overlay on the Internet."""
+
+    mtu: int = 1200
+    """Largest datagram sent or accepted, header included."""
+    max_message_size: int = 64 * 1024
+    """Largest message ``Link.send`` accepts (and reassembly allows)."""
+    window: int = 256
+    """Reliable segments in flight (sender) / buffered out of order (receiver)."""
+    max_send_queue_bytes: int = 16 * 1024 * 1024
+    """Bytes waiting behind a full window before ``send`` raises SendQueueFull."""
+    initial_rto: float = 1.0
+    min_rto: float = 0.2
+    max_rto: float = 60.0
+    clock_granularity: float = 0.001
+    max_retransmissions: int = 8
+    """Consecutive RTO expirations without progress before PeerUnreachable."""
+    packet_threshold: int = 3
+    """A segment is lost once one sent this many datagrams later is acked."""
+    tail_loss_probe: bool = True
+    """Resend the last segment after ~2 SRTT without ACK (RFC 8985 TLP), before the RTO."""
+    max_ack_delay: float = 0.01
+    ack_every: int = 2
+    """Ack at once after this many datagrams carrying reliable data."""
+    max_ack_ranges: int = 32
+    keepalive_interval: float = 10.0
+    """Send a PING after this long without sending anything."""
+    idle_timeout: float = 30.0
+    """PeerUnreachable after this long without receiving anything."""
+    max_outstanding_pings: int = 4
+    reassembly_timeout: float = 2.0
+    max_partial_messages: int = 64
+    max_reassembly_bytes: int = 1024 * 1024
+    replay_window: int = 1024
+    """Unreliable seqs remembered for duplicate detection."""
+
+    def __post_init__(self) -> None:
+        """Refuse inconsistent values with ConfigError."""
+        self._check_sizes()
+        self._check_times()
+        self._check_counts()
+
+    def _check_sizes(self) -> None:
+        _require(_MIN_MTU <= self.mtu <= _MAX_UDP_PAYLOAD, f"mtu {self.mtu}")
+        _require(self.max_message_size >= 0, "max_message_size")
+        _require(self.max_fragments <= _MAX_FRAGMENTS, "max_message_size needs >65535 fragments")
+        _require(self.max_reassembly_bytes >= self.max_message_size, "max_reassembly_bytes")
+        _require(self.max_send_queue_bytes >= self.max_message_size, "max_send_queue_bytes")
+
+    def _check_times(self) -> None:
+        _require(0 < self.min_rto <= self.initial_rto <= self.max_rto, "need min<=initial<=max RTO")
+        _require(self.clock_granularity > 0, "clock_granularity")
+        _require(0 <= self.max_ack_delay < self.min_rto, "max_ack_delay must be < min_rto")
+        _require(self.keepalive_interval > 0, "keepalive_interval")
+        _require(self.idle_timeout > self.keepalive_interval, "idle_timeout <= keepalive")
+        _require(self.reassembly_timeout > 0, "reassembly_timeout")
+
+    def _check_counts(self) -> None:
+        _require(1 <= self.window <= _MAX_WINDOW, f"window {self.window}")
+        _require(self.max_retransmissions >= 1, "max_retransmissions")
+        _require(self.packet_threshold >= 1, "packet_threshold")
+        _require(self.ack_every >= 1, "ack_every")
+        _require(1 <= self.max_ack_ranges <= MAX_ACK_RANGES, "max_ack_ranges")
+        _require(self.max_outstanding_pings >= 1, "max_outstanding_pings")
+        _require(self.max_partial_messages >= 1, "max_partial_messages")
+        _require(self.replay_window >= 1, "replay_window")
+
+    @property
+    def max_fragment_payload(self) -> int:
+        """Payload bytes per fragment: a full fragment still leaves room for a small ACK."""
+        ack_reserve = ACK_FRAME_BASE + ACK_RESERVE_RANGES * ACK_RANGE_SIZE
+        return self.mtu - HEADER_SIZE - DATA_FRAME_OVERHEAD - ack_reserve
+
+    @property
+    def max_fragments(self) -> int:
+        """Fragments of the largest allowed message."""
+        return max(1, math.ceil(self.max_message_size / self.max_fragment_payload))
+
+
+def _require(condition: bool, what: str) -> None:
+    if not condition:
+        raise ConfigError(f"invalid LinkConfig: {what}")

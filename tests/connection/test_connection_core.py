@@ -1,0 +1,226 @@
+"""The sans-I/O Connection: handshake, certificates, sealing, requests (deterministic)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hopline.connection import (
+    Closed,
+    ConnectionConfig,
+    Established,
+    Expectation,
+    MessageReceived,
+    ReplyReceived,
+    RequestFailed,
+)
+from hopline.connection.handshake import INIT_SIZE
+from hopline.crypto.noise import DHKeyPair
+from hopline.identity import CertificateBody, CertificateVerifier, Role, issue_certificate
+from hopline.identity.certificate import public_bytes
+from hopline.testing.connections import ConnectionPair, Side
+from hopline.testing.lossy import ImpairmentConfig
+from hopline.wire.commands import Echo, EchoReply, Ping
+
+NOW = 1_000_000  # ConnectionPair's clock starts here; certificates are valid around it
+LS = Ed25519PrivateKey.generate()
+
+
+def certificate(
+    static: DHKeyPair, role: Role, subject: str, changes: dict[str, object] | None = None
+) -> bytes:
+    body = CertificateBody(
+        version=1,
+        role=role,
+        subject=subject,
+        device_id=b"\x07" * 16,
+        static_key=static.public,
+        issued_at=NOW,
+        expires_at=NOW + 86400,
+        serial=1,
+        issuer=public_bytes(LS.public_key()),
+    )
+    return issue_certificate(LS, dataclasses.replace(body, **(changes or {})))
+
+
+def side(
+    role: Role,
+    subject: str,
+    expect: Expectation,
+    *,
+    anonymous: bool = False,
+    cert: dict[str, object] | None = None,
+) -> Side:
+    static = DHKeyPair.generate()
+    own = None if anonymous else certificate(static, role, subject, cert)
+    return Side(static, own, CertificateVerifier(LS.public_key()), expect)
+
+
+def user_and_supernode(**server_cert: object) -> tuple[Side, Side]:
+    client = side(Role.USER, "alice", Expectation(role=Role.SUPERNODE))
+    server = side(Role.SUPERNODE, "sn-1", Expectation(role=Role.USER), cert=server_cert)
+    return client, server
+
+
+def established(pair: ConnectionPair) -> bool:
+    return pair.client.established and pair.server is not None and pair.server.established
+
+
+def test_handshake_establishes_both_sides_with_verified_names() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    assert isinstance(pair.client_events[0], Established)
+    assert pair.client_events[0].peer.name == "sn-1"
+    assert pair.server is not None and pair.server.peer is not None
+    assert pair.server.peer.name == "alice"
+    assert pair.client.peer is not None
+    assert pair.client.peer.static_key == pair.server_side.static.public
+
+
+def test_init_is_padded_against_amplification() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    init = pair.client.datagrams_to_send(NOW)[0]
+    assert len(init) == INIT_SIZE
+    pair.to_server.submit(init, NOW)
+    pair.step()
+    assert pair.server is not None
+    response = pair.to_client.pop_due(NOW)
+    assert len(response) == 1 and 0 < len(response[0]) <= len(init)
+
+
+def test_short_init_is_refused() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    init = pair.client.datagrams_to_send(NOW)[0]
+    pair.to_server.submit(init[:600], NOW)
+    pair.step()
+    assert pair.server is None and pair.refused_inits == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_handshake_survives_heavy_loss(seed: int) -> None:
+    path = ImpairmentConfig(drop=0.4, duplicate=0.1, reorder=0.1, delay=0.02)
+    pair = ConnectionPair.create(*user_and_supernode(), path=path, seed=seed)
+    assert pair.run_until(lambda: established(pair), timeout=10)
+
+
+def test_handshake_times_out_when_nothing_arrives() -> None:
+    pair = ConnectionPair.create(*user_and_supernode(), path=ImpairmentConfig(drop=1.0))
+    assert pair.run_until(lambda: any(isinstance(e, Closed) for e in pair.client_events), 20)
+    assert pair.client.close_reason == "handshake-timeout"
+
+
+@pytest.mark.parametrize(
+    ("server_cert", "client_expect", "reason"),
+    [
+        ({"expires_at": NOW - 1, "issued_at": NOW - 100}, {}, "certificate:expired"),
+        ({"role": Role.USER}, {}, "certificate:wrong-role"),
+        ({}, {"subject": "sn-2"}, "certificate:wrong-name"),
+        ({"static_key": bytes(32)}, {}, "certificate:wrong-key"),
+    ],
+)
+def test_client_refuses_a_bad_server_certificate(
+    server_cert: dict[str, object], client_expect: dict[str, object], reason: str
+) -> None:
+    client, server = user_and_supernode(**server_cert)
+    client.expect = dataclasses.replace(client.expect, **client_expect)  # type: ignore[arg-type]
+    pair = ConnectionPair.create(client, server)
+    pair.run_until(lambda: pair.client.close_reason is not None, timeout=5)
+    assert pair.client.close_reason == reason
+    assert pair.client.dropped[reason] == 1
+    assert not pair.client.established
+
+
+def test_server_refuses_anonymous_client_unless_allowed() -> None:
+    client = side(Role.USER, "x", Expectation(role=Role.LOGIN_SERVER), anonymous=True)
+    server = side(Role.LOGIN_SERVER, "ls", Expectation())
+    pair = ConnectionPair.create(client, server)
+    pair.run_until(lambda: pair.server is not None and pair.server.close_reason is not None, 5)
+    assert pair.server is not None and pair.server.close_reason == "certificate:missing"
+
+    server.expect = Expectation(anonymous_ok=True)
+    pair = ConnectionPair.create(client, server)
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    assert pair.server is not None and pair.server.peer is not None
+    assert pair.server.peer.name is None
+
+
+def test_certificate_from_another_login_server_is_refused() -> None:
+    client, server = user_and_supernode()
+    client.verifier = CertificateVerifier(Ed25519PrivateKey.generate().public_key())
+    pair = ConnectionPair.create(client, server)
+    pair.run_until(lambda: pair.client.close_reason is not None, timeout=5)
+    assert pair.client.close_reason == "certificate:wrong-issuer"
+
+
+def test_requests_and_replies_over_a_lossy_path() -> None:
+    path = ImpairmentConfig(drop=0.2, duplicate=0.05, reorder=0.05, delay=0.01)
+    pair = ConnectionPair.create(*user_and_supernode(), path=path, seed=3)
+    assert pair.run_until(lambda: established(pair), timeout=10)
+    now = pair.clock.now()
+    ids = [pair.client.request(Echo(data=i.to_bytes(2, "big")), now) for i in range(200)]
+
+    def serve() -> bool:
+        assert pair.server is not None
+        for event in pair.server_events:
+            if isinstance(event, MessageReceived) and isinstance(event.message, Echo):
+                reply = EchoReply(data=event.message.data)
+                pair.server.reply(event.message, reply, pair.clock.now())
+        pair.server_events.clear()
+        return sum(isinstance(e, ReplyReceived) for e in pair.client_events) == len(ids)
+
+    assert pair.run_until(serve, timeout=60)
+    replies = {e.request_id: e.message for e in pair.client_events if isinstance(e, ReplyReceived)}
+    assert sorted(replies) == sorted(ids)
+    for n, request_id in enumerate(ids):
+        assert replies[request_id] == EchoReply(data=n.to_bytes(2, "big"), request_id=request_id)
+
+
+def test_unanswered_request_times_out() -> None:
+    config = ConnectionConfig(request_timeout=2.0)
+    pair = ConnectionPair.create(*user_and_supernode(), config=config)
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    request_id = pair.client.request(Ping(nonce=1), pair.clock.now())
+    assert pair.run_until(lambda: any(isinstance(e, RequestFailed) for e in pair.client_events))
+    failed = [e for e in pair.client_events if isinstance(e, RequestFailed)]
+    assert failed == [RequestFailed(request_id, "timeout")]
+
+
+def test_tampered_sealed_datagrams_are_dropped_and_counted() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    flipped = {"count": 0}
+
+    def tamper(data: bytes) -> bytes:
+        if flipped["count"] < 2 and len(data) > 30:
+            flipped["count"] += 1
+            return data[:20] + bytes([data[20] ^ 0x01]) + data[21:]
+        return data
+
+    pair.tamper = tamper
+    pair.client.request(Echo(data=b"x" * 100), pair.clock.now())
+    assert pair.run_until(
+        lambda: any(isinstance(e, MessageReceived) for e in pair.server_events), timeout=20
+    )
+    assert pair.server is not None
+    crypto_drops = sum(n for k, n in pair.server.dropped.items() if k.startswith("crypto:"))
+    assert crypto_drops == 2
+    received = [e for e in pair.server_events if isinstance(e, MessageReceived)]
+    assert len(received) == 1  # delivered once, intact, after retransmission
+
+
+def test_replayed_datagrams_are_dropped_and_counted() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    sent: list[bytes] = []
+    pair.tamper = lambda d: (sent.append(d), d)[1]
+    pair.client.send(Ping(nonce=9), pair.clock.now())
+    assert pair.run_until(lambda: bool(pair.server_events[1:]), timeout=5)
+    assert pair.server is not None
+    before = len(pair.server_events)
+    for data in sent[-3:]:
+        pair.server.receive_datagram(data, pair.clock.now())
+    assert sum(v for k, v in pair.server.dropped.items() if "replay" in k) >= 1
+    pair._collect()
+    assert len(pair.server_events) == before  # nothing delivered twice

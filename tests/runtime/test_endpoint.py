@@ -1,0 +1,151 @@
+"""Secure connections over real loopback sockets (UDP and TCP, IPv4 and IPv6)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from hopline.connection import Expectation
+from hopline.identity import Role
+from hopline.runtime.endpoint import (
+    ConnectError,
+    Endpoint,
+    PeerConnection,
+    RequestError,
+    ServiceError,
+)
+from hopline.testing.pki import TestAuthority
+from hopline.wire import ErrorCode, Message
+from hopline.wire.commands import Echo, EchoReply, Ping, Pong
+
+
+def ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def echo_handler(pc: PeerConnection, message: Message) -> Message | None:
+    if isinstance(message, Echo):
+        return EchoReply(data=message.data)
+    if isinstance(message, Ping) and message.nonce == 13:
+        raise ServiceError(ErrorCode.FORBIDDEN, "unlucky nonce")
+    if isinstance(message, Ping):
+        return Pong(nonce=message.nonce)
+    return None
+
+
+@pytest.fixture
+def authority() -> TestAuthority:
+    return TestAuthority()
+
+
+async def start_server(
+    authority: TestAuthority, host: str, tcp: bool = False
+) -> tuple[Endpoint, tuple[str, int]]:
+    ident = authority.identity(Role.SUPERNODE, "sn-1")
+    server = Endpoint(
+        static=ident.static,
+        certificate=ident.certificate,
+        verifier=authority.verifier(),
+        accept=Expectation(role=Role.USER),
+        handler=echo_handler,
+    )
+    address = await server.open_udp(host, 0)
+    if tcp:
+        await server.open_tcp(host, address[1])
+    return server, address
+
+
+def client_endpoint(authority: TestAuthority, name: str = "alice") -> Endpoint:
+    ident = authority.identity(Role.USER, name)
+    return Endpoint(
+        static=ident.static, certificate=ident.certificate, verifier=authority.verifier()
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "tcp"),
+    [("127.0.0.1", False), ("127.0.0.1", True), ("::1", False), ("::1", True)],
+)
+async def test_requests_over_udp_and_tcp(authority: TestAuthority, host: str, tcp: bool) -> None:
+    if ":" in host and not ipv6_available():
+        pytest.skip("no IPv6 loopback on this machine")
+    server, address = await start_server(authority, host, tcp=tcp)
+    client = client_endpoint(authority)
+    try:
+        pc = await client.connect(address, Expectation(role=Role.SUPERNODE), tcp=tcp)
+        assert pc.peer is not None and pc.peer.name == "sn-1"
+        replies = await asyncio.gather(
+            *(pc.request(Echo(data=bytes([i]) * 3000)) for i in range(50))
+        )
+        assert [r.data for r in replies] == [bytes([i]) * 3000 for i in range(50)]  # type: ignore[attr-defined]
+        with pytest.raises(RequestError) as caught:
+            await pc.request(Ping(nonce=13))
+        assert caught.value.code == ErrorCode.FORBIDDEN
+        server_side = next(iter(server.connections.values()))
+        assert server_side.peer is not None and server_side.peer.name == "alice"
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_client_refuses_server_with_unexpected_name(authority: TestAuthority) -> None:
+    server, address = await start_server(authority, "127.0.0.1")
+    client = client_endpoint(authority)
+    try:
+        with pytest.raises(ConnectError, match="wrong-name"):
+            await client.connect(address, Expectation(role=Role.SUPERNODE, subject="sn-9"))
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_server_refuses_client_certified_by_another_authority(
+    authority: TestAuthority,
+) -> None:
+    server, address = await start_server(authority, "127.0.0.1")
+    other = TestAuthority()
+    ident = other.identity(Role.USER, "mallory")
+    client = Endpoint(
+        static=ident.static, certificate=ident.certificate, verifier=authority.verifier()
+    )
+    try:
+        pc = await client.connect(address, Expectation(role=Role.SUPERNODE), timeout=3)
+        # the client accepts the server; the server refuses the client and never answers
+        with pytest.raises(Exception):  # noqa: B017 -- timeout or lost connection
+            await pc.request(Ping(nonce=1), timeout=1.5)
+        await asyncio.sleep(0.1)
+        assert not any(c.core.established for c in server.connections.values())
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_garbage_datagrams_are_counted_not_fatal(authority: TestAuthority) -> None:
+    server, address = await start_server(authority, "127.0.0.1")
+    client = client_endpoint(authority)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        junk = [
+            b"\x00" * 20,  # not a handshake: unknown peer
+            bytes(range(256)) * 4,  # same
+            b"\xe1" * 50,  # an init below the anti-amplification size
+            b"\xe1" + b"\x01" * 1300,  # an init whose Noise message carries a payload
+        ]
+        for payload in junk:
+            raw.sendto(payload, address)
+        pc = await client.connect(address, Expectation(role=Role.SUPERNODE))
+        assert (await pc.request(Ping(nonce=5))) == Pong(nonce=5, request_id=1)
+        assert server.dropped["unknown-peer"] == 2
+        assert server.dropped["init:handshake-framing"] == 2
+        assert len(server.connections) == 1  # only the real client got state
+    finally:
+        raw.close()
+        client.close()
+        server.close()
