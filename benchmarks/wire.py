@@ -20,10 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cbor2
 import msgspec
-from _common import print_table, rate, write_json
 
+from _common import print_table, rate, write_json
+from goodput import goodput_rows
 from hopline.wire import Address, decode, encode
-from hopline.wire.commands import CallInvite, DeviceRecord, Endpoint, PresencePublish, PresenceRecord
+from hopline.wire.commands import (
+    CallInvite,
+    DeviceRecord,
+    Endpoint,
+    PresencePublish,
+    PresenceRecord,
+)
 
 
 def presence_message() -> PresencePublish:
@@ -44,8 +51,13 @@ def presence_message() -> PresencePublish:
         for d in range(2)
     )
     record = PresenceRecord(
-        user="alice.example", status=1, devices=devices, mood="on the train",
-        last_seen=1_763_800_000, expires=1_763_800_600, sequence=42,
+        user="alice.example",
+        status=1,
+        devices=devices,
+        mood="on the train",
+        last_seen=1_763_800_000,
+        expires=1_763_800_600,
+        sequence=42,
     )
     return PresencePublish(record=record, request_id=1234)
 
@@ -53,8 +65,13 @@ def presence_message() -> PresencePublish:
 def call_message() -> CallInvite:
     """An invite with codecs, a media key and three candidates."""
     return CallInvite(
-        request_id=77, call_id=bytes(range(16)), caller="alice.example", callee="bob.example",
-        caller_device=bytes(16), codecs=(111, 9, 0), media_key=bytes(range(32)),
+        request_id=77,
+        call_id=bytes(range(16)),
+        caller="alice.example",
+        callee="bob.example",
+        caller_device=bytes(16),
+        codecs=(111, 9, 0),
+        media_key=bytes(range(32)),
         candidates=(
             Endpoint(address=Address.parse("192.168.1.10:40000")),
             Endpoint(address=Address.parse("203.0.113.20:51234"), kind=1),
@@ -116,15 +133,66 @@ def to_msgspec(message: Any) -> Any:
     if isinstance(message, PresencePublish):
         r = message.record
         devices = [
-            MDevice(d.device_id, d.identity_key, d.certificate, [_endpoint(e) for e in d.endpoints],
-                    d.nat_class, list(d.capabilities))
+            MDevice(
+                d.device_id,
+                d.identity_key,
+                d.certificate,
+                [_endpoint(e) for e in d.endpoints],
+                d.nat_class,
+                list(d.capabilities),
+            )
             for d in r.devices
         ]
-        return MPresence(0x30, message.request_id, r.user, r.status, devices, r.mood or "",
-                         r.last_seen, r.expires, r.sequence)
+        return MPresence(
+            0x30,
+            message.request_id,
+            r.user,
+            r.status,
+            devices,
+            r.mood or "",
+            r.last_seen,
+            r.expires,
+            r.sequence,
+        )
     m = message
-    return MCall(0x60, m.request_id, m.call_id, m.caller, m.callee, m.caller_device,
-                 list(m.codecs), m.media_key, [_endpoint(e) for e in m.candidates], m.max_bitrate)
+    return MCall(
+        0x60,
+        m.request_id,
+        m.call_id,
+        m.caller,
+        m.callee,
+        m.caller_device,
+        list(m.codecs),
+        m.media_key,
+        [_endpoint(e) for e in m.candidates],
+        m.max_bitrate,
+    )
+
+
+def measure_message(message: Any, seconds: float) -> dict[str, tuple[float, float, int]]:
+    """(encode/s, decode/s, bytes) of one message for every codec."""
+    struct = to_msgspec(message)
+    as_dict = msgspec.to_builtins(struct)
+    encoder, decoder = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(type(struct))
+    ours, packed, cbor = encode(message), encoder.encode(struct), cbor2.dumps(as_dict)
+    assert decode(ours) == message
+    return {
+        "hopline": (
+            rate(lambda: encode(message), seconds),
+            rate(lambda: decode(ours), seconds),
+            len(ours),
+        ),
+        "msgspec": (
+            rate(lambda: encoder.encode(struct), seconds),
+            rate(lambda: decoder.decode(packed), seconds),
+            len(packed),
+        ),
+        "cbor2": (
+            rate(lambda: cbor2.dumps(as_dict), seconds),
+            rate(lambda: cbor2.loads(cbor), seconds),
+            len(cbor),
+        ),
+    }
 
 
 def codec_rows(quick: bool) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -132,25 +200,15 @@ def codec_rows(quick: bool) -> tuple[list[list[Any]], dict[str, Any]]:
     seconds = 0.1 if quick else 0.4
     rows, results = [], {}
     for name, message in (("presence record", presence_message()), ("call invite", call_message())):
-        struct = to_msgspec(message)
-        as_dict = msgspec.to_builtins(struct)
-        m_type = type(struct)
-        enc = msgspec.msgpack.Encoder()
-        dec = msgspec.msgpack.Decoder(m_type)
-        data = {"hopline": encode(message), "msgspec": enc.encode(struct),
-                "cbor2": cbor2.dumps(as_dict)}
-        assert decode(data["hopline"]) == message
-        rates = {
-            "hopline": (rate(lambda: encode(message), seconds), rate(lambda: decode(data["hopline"]), seconds)),
-            "msgspec": (rate(lambda: enc.encode(struct), seconds), rate(lambda: dec.decode(data["msgspec"]), seconds)),
-            "cbor2": (rate(lambda: cbor2.dumps(as_dict), seconds), rate(lambda: cbor2.loads(data["cbor2"]), seconds)),
+        rates = measure_message(message, seconds)
+        results[name] = {
+            codec: {"encode_per_s": round(e), "decode_per_s": round(d), "bytes": size}
+            for codec, (e, d, size) in rates.items()
         }
-        results[name] = {k: {"encode_per_s": round(e), "decode_per_s": round(d), "bytes": len(data[k])}
-                         for k, (e, d) in rates.items()}
-        h_enc, h_dec = rates["hopline"]
-        for codec, (e, d) in rates.items():
-            rows.append([name, codec, len(data[codec]), f"{e:,.0f}", f"{d:,.0f}",
-                         f"{h_enc / e:.2f}", f"{h_dec / d:.2f}"])
+        h_enc, h_dec, _ = rates["hopline"]
+        for codec, (e, d, size) in rates.items():
+            ratio_e, ratio_d = f"{h_enc / e:.2f}", f"{h_dec / d:.2f}"
+            rows.append([name, codec, size, f"{e:,.0f}", f"{d:,.0f}", ratio_e, ratio_d])
     return rows, results
 
 
@@ -166,14 +224,13 @@ def main() -> int:
         rows,
     )
     results: dict[str, Any] = {"codec": codec}
-    try:
-        from goodput import goodput_rows  # the channel half, next to this file
-    except ImportError as exc:
-        print(f"\nchannel goodput skipped: {exc}")
-    else:
-        g_rows, g_results = goodput_rows(args.quick)
-        print_table("reliable channel goodput over loopback UDP", ["loss", "messages", "MB/s", "retransmitted", "seconds"], g_rows)
-        results["goodput"] = g_results
+    g_rows, g_results = goodput_rows(args.quick)
+    print_table(
+        "reliable channel goodput over loopback UDP (1,000-byte messages)",
+        ["loss", "messages", "MB/s", "retransmitted", "seconds"],
+        g_rows,
+    )
+    results["goodput"] = g_results
     write_json("wire", results)
     return 0
 

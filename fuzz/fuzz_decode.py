@@ -84,7 +84,7 @@ def run(inputs: int, seed: int) -> dict[str, object]:
             outcomes["decoded"] += 1
         except WireError as exc:
             outcomes[exc.reason] += 1
-        except Exception as exc:  # the fuzz target's finding: record it
+        except Exception as exc:  # noqa: BLE001 -- any other exception is the finding
             outcomes["CRASH"] += 1
             if len(failures) < 20:
                 failures.append(f"input {index} {data.hex()}: {type(exc).__name__}: {exc}")
@@ -138,8 +138,10 @@ def main() -> int:
     print(f"{'outcome':<14}{'count':>12}")
     for outcome, count in dict(result["outcomes"]).items():  # type: ignore[call-overload]
         print(f"{outcome:<14}{count:>12,}")
-    print(f"rate {result['inputs_per_second']:,}/s, slowest input {result['slowest_input_ms']} ms,"
-          f" peak memory {result['peak_memory_bytes']:,} bytes")
+    print(
+        f"rate {result['inputs_per_second']:,}/s, slowest input {result['slowest_input_ms']} ms,"
+        f" peak memory {result['peak_memory_bytes']:,} bytes"
+    )
     for failure in result["failures"]:  # type: ignore[attr-defined]
         print("FAIL", failure)
     args.json.parent.mkdir(parents=True, exist_ok=True)

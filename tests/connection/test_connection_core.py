@@ -224,3 +224,13 @@ def test_replayed_datagrams_are_dropped_and_counted() -> None:
     assert sum(v for k, v in pair.server.dropped.items() if "replay" in k) >= 1
     pair._collect()
     assert len(pair.server_events) == before  # nothing delivered twice
+
+
+def test_refused_initiator_is_told_by_a_sealed_close() -> None:
+    client = side(Role.USER, "mallory", Expectation(role=Role.SUPERNODE))
+    client.certificate = certificate(DHKeyPair.generate(), Role.USER, "mallory")  # not its key
+    server = side(Role.SUPERNODE, "sn-1", Expectation(role=Role.USER))
+    pair = ConnectionPair.create(client, server)
+    assert pair.run_until(lambda: pair.client.close_reason is not None, timeout=5)
+    assert pair.client.close_reason == "refused"
+    assert pair.server is not None and pair.server.close_reason == "certificate:wrong-key"

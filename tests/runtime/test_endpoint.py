@@ -31,12 +31,10 @@ def ipv6_available() -> bool:
 
 
 async def echo_handler(pc: PeerConnection, message: Message) -> Message | None:
+    if isinstance(message, Echo) and message.data == b"13":
+        raise ServiceError(ErrorCode.FORBIDDEN, "unlucky data")
     if isinstance(message, Echo):
         return EchoReply(data=message.data)
-    if isinstance(message, Ping) and message.nonce == 13:
-        raise ServiceError(ErrorCode.FORBIDDEN, "unlucky nonce")
-    if isinstance(message, Ping):
-        return Pong(nonce=message.nonce)
     return None
 
 
@@ -86,8 +84,14 @@ async def test_requests_over_udp_and_tcp(authority: TestAuthority, host: str, tc
         )
         assert [r.data for r in replies] == [bytes([i]) * 3000 for i in range(50)]  # type: ignore[attr-defined]
         with pytest.raises(RequestError) as caught:
-            await pc.request(Ping(nonce=13))
+            await pc.request(Echo(data=b"13"))
         assert caught.value.code == ErrorCode.FORBIDDEN
+        pong = await pc.request(Ping(nonce=77))  # answered by the endpoint itself
+        assert isinstance(pong, Pong) and pong.nonce == 77
+        assert pong.observed is not None
+        if not tcp:  # over UDP the server sees our UDP socket's port
+            assert client.local_address is not None
+            assert pong.observed.port == client.local_address[1]
         server_side = next(iter(server.connections.values()))
         assert server_side.peer is not None and server_side.peer.name == "alice"
     finally:
@@ -141,7 +145,8 @@ async def test_garbage_datagrams_are_counted_not_fatal(authority: TestAuthority)
         for payload in junk:
             raw.sendto(payload, address)
         pc = await client.connect(address, Expectation(role=Role.SUPERNODE))
-        assert (await pc.request(Ping(nonce=5))) == Pong(nonce=5, request_id=1)
+        pong = await pc.request(Ping(nonce=5))
+        assert isinstance(pong, Pong) and pong.nonce == 5
         assert server.dropped["unknown-peer"] == 2
         assert server.dropped["init:handshake-framing"] == 2
         assert len(server.connections) == 1  # only the real client got state

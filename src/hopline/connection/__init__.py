@@ -7,6 +7,7 @@ to peer); :mod:`hopline.runtime.endpoint` runs connections over real sockets.
 
 from hopline.connection.core import (
     Connection,
+    ConnectionClosedError,
     ConnectionConfig,
     Expectation,
     State,
@@ -27,6 +28,7 @@ from hopline.connection.handshake import FramingError, HandshakePayload, looks_l
 __all__ = [
     "Closed",
     "Connection",
+    "ConnectionClosedError",
     "ConnectionConfig",
     "ConnectionEvent",
     "Established",

@@ -55,11 +55,20 @@ from hopline.transport import link as link_events
 from hopline.wire import Kind, Message, WireError, decode, decode_record, encode, encode_record
 
 DATAGRAM_SIZE = 1200
+CLOSE_REFUSED = 0x52  # link close code: "your certificate was refused"
 
 
 def default_link_config() -> LinkConfig:
     """Link settings that leave room for the seal inside one 1200-byte datagram."""
     return LinkConfig(mtu=DATAGRAM_SIZE - OVERHEAD)
+
+
+class ConnectionClosedError(RuntimeError):
+    """A send on a connection that is already closed (a local error)."""
+
+    def __init__(self, reason: str | None) -> None:
+        super().__init__(f"connection closed ({reason})")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -204,11 +213,17 @@ class Connection:
 
     def send(self, message: Message, now: float) -> None:
         """Send a message (request, reply or notice) on the reliable channel."""
+        self._check_open()
         self._link.send(encode(message), now, reliable=True)
 
     def send_media(self, data: bytes, now: float) -> None:
         """Send a datagram on the unreliable channel."""
+        self._check_open()
         self._link.send(data, now, reliable=False)
+
+    def _check_open(self) -> None:
+        if self.state is State.CLOSED:
+            raise ConnectionClosedError(self.close_reason)
 
     def request(self, message: Message, now: float, timeout: float | None = None) -> int:
         """Send ``message`` as a request; return its request id.
@@ -306,8 +321,18 @@ class Connection:
             self.dropped["handshake-duplicate"] += 1
             return
         payload = self._read_noise(noise, now)
-        if payload is not None and self._verify_peer(payload, now):
+        if payload is None:
+            return
+        if self._verify_peer(payload, now):
             self._establish(now)
+        else:
+            self._send_refusal(now)
+
+    def _send_refusal(self, now: float) -> None:
+        """Tell a refused initiator, sealed with the session's keys so nobody can forge it."""
+        self._link.close(now, code=CLOSE_REFUSED)
+        for packet in self._link.datagrams_to_send(now):
+            self._out.append(self._session.seal(packet, now))
 
     def _read_noise(self, noise: bytes, now: float) -> bytes | None:
         try:
@@ -439,7 +464,7 @@ class Connection:
             elif isinstance(event, link_events.PeerUnreachable):
                 self._finish("unreachable")
             elif isinstance(event, link_events.PeerClosed):
-                self._finish("peer-closed")
+                self._finish("refused" if event.code == CLOSE_REFUSED else "peer-closed")
 
     def _on_link_message(self, data: bytes, reliable: bool) -> None:
         if not reliable:

@@ -115,7 +115,9 @@ async def _login(service: LoginService, msg: Message, peer: PeerInfo, now: float
 
 async def _renew(service: LoginService, msg: Message, peer: PeerInfo, now: float) -> Message:
     assert isinstance(msg, Renew)
-    issued = await service.renew(msg.certificate, peer.static_key, now)
+    issued = await service.renew(
+        msg.certificate, peer.static_key, now, public_address=msg.public_address
+    )
     return RenewReply(
         certificate=issued.certificate, expires_at=issued.expires_at, request_id=msg.request_id
     )

@@ -38,6 +38,7 @@ from hopline.wire import Address, Message
 log = logging.getLogger("hopline.loginserver")
 KEY_FILE = "loginserver.key"
 SELF_CERT_LIFETIME_S = 30 * 24 * 3600
+PRUNE_INTERVAL_S = 3600.0
 
 
 def load_or_create_keys(data_dir: Path) -> tuple[IdentityKeys, bool]:
@@ -87,6 +88,7 @@ class LoginServer:
     service: LoginService
     endpoint: Endpoint
     address: tuple[str, int]
+    housekeeping: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
@@ -119,7 +121,16 @@ class LoginServer:
         host, port = listen.as_tuple()
         address = await endpoint.open_udp(host, port)
         await endpoint.open_tcp(host, address[1])
-        return cls(keys, database, service, endpoint, address)
+        server = cls(keys, database, service, endpoint, address)
+        server.housekeeping = asyncio.get_running_loop().create_task(server._prune_forever())
+        return server
+
+    async def _prune_forever(self) -> None:
+        """Drop long-expired certificates, dead tokens and stale throttle entries hourly."""
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            removed = await self.service.prune()
+            log.info("pruned %d expired entries", removed)
 
     def ready_report(self) -> dict[str, Any]:
         """The one JSON line printed when the server is ready."""
@@ -135,6 +146,8 @@ class LoginServer:
 
     async def close(self) -> None:
         """Stop answering and close the database."""
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
         self.endpoint.close()
         await asyncio.sleep(0)
         await self.database.close()

@@ -32,6 +32,7 @@ from typing import Any
 from hopline.connection import (
     Closed,
     Connection,
+    ConnectionClosedError,
     ConnectionConfig,
     Established,
     Expectation,
@@ -45,8 +46,10 @@ from hopline.connection import handshake as hs
 from hopline.crypto import CryptoError
 from hopline.crypto.noise import DHKeyPair
 from hopline.identity import CertificateVerifier
+from hopline.runtime.sockets import enlarge_buffers
 from hopline.runtime.tcp import FramingError, LengthPrefixDecoder, frame
-from hopline.wire import ErrorCode, ErrorReply, Kind, Message
+from hopline.wire import Address, ErrorCode, ErrorReply, Kind, Message
+from hopline.wire.commands import Ping, Pong
 
 log = logging.getLogger("hopline.endpoint")
 Addr = tuple[str, int]
@@ -123,7 +126,10 @@ class PeerConnection:
 
     async def request(self, message: Message, timeout: float | None = None) -> Message:
         """Send a request and return its reply; error replies raise RequestError."""
-        request_id = self.core.request(message, time.time(), timeout)
+        try:
+            request_id = self.core.request(message, time.time(), timeout)
+        except ConnectionClosedError as exc:
+            raise ConnectionLost(str(exc)) from None
         waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
         self.service()
@@ -134,12 +140,18 @@ class PeerConnection:
 
     def notify(self, message: Message) -> None:
         """Send a notice (no reply expected)."""
-        self.core.send(message, time.time())
+        try:
+            self.core.send(message, time.time())
+        except ConnectionClosedError as exc:
+            raise ConnectionLost(str(exc)) from None
         self.service()
 
     def send_media(self, data: bytes) -> None:
         """Send one datagram on the unreliable channel."""
-        self.core.send_media(data, time.time())
+        try:
+            self.core.send_media(data, time.time())
+        except ConnectionClosedError as exc:
+            raise ConnectionLost(str(exc)) from None
         self.service()
 
     def close(self) -> None:
@@ -187,8 +199,11 @@ class PeerConnection:
     def _fail(self, request_id: int, reason: str) -> None:
         waiter = self._waiters.pop(request_id, None)
         if waiter is not None and not waiter.done():
-            error = RequestTimeout if reason == "timeout" else ConnectionLost
-            waiter.set_exception(error(f"request {request_id}: {reason}"))
+            if reason == "timeout":
+                waiter.set_exception(RequestTimeout(f"no reply to request {request_id}"))
+            else:
+                why = self.core.close_reason or reason
+                waiter.set_exception(ConnectionLost(f"connection closed ({why})"))
 
     def _on_closed(self, reason: str) -> None:
         if not self.established.done():
@@ -246,6 +261,7 @@ class Endpoint:
             lambda: _Datagrams(self), local_addr=(host, port), family=family
         )
         self._udp = transport
+        enlarge_buffers(transport)
         sockname = transport.get_extra_info("sockname")
         return (sockname[0], sockname[1])
 
@@ -253,6 +269,14 @@ class Endpoint:
         """Listen for TCP connections (for peers whose UDP is blocked)."""
         self._tcp = await asyncio.start_server(self._tcp_accepted, host, port)
         sockname = self._tcp.sockets[0].getsockname()
+        return (sockname[0], sockname[1])
+
+    @property
+    def local_address(self) -> Addr | None:
+        """The UDP socket's address, once bound."""
+        if self._udp is None:
+            return None
+        sockname = self._udp.get_extra_info("sockname")
         return (sockname[0], sockname[1])
 
     def close(self) -> None:
@@ -353,7 +377,12 @@ class Endpoint:
         return self._add(kind, address, core)
 
     def on_message(self, pc: PeerConnection, message: Message) -> None:
-        """A request or notice arrived: run the handler, or queue it."""
+        """A request or notice arrived: answer pings, run the handler, or queue it."""
+        if isinstance(message, Ping):
+            observed = Address.of(*pc.address) if pc.address[0] else None
+            pong = Pong(nonce=message.nonce, sent_at_us=message.sent_at_us, observed=observed)
+            self._reply(pc, message, pong)
+            return
         if self.handler is None:
             self.queue(pc.incoming, message, "incoming-overflow")
             return
@@ -378,7 +407,7 @@ class Endpoint:
             log.exception("handler failed on %s", message.NAME)
             self.dropped["handler-error"] += 1
             reply = ErrorReply(code=ErrorCode.INTERNAL, reason="internal error")
-        if message.KIND is Kind.REQUEST and reply is not None and not pc.closed.done():
+        if message.KIND is Kind.REQUEST and reply is not None:
             if isinstance(reply, ErrorReply):
                 reply = ErrorReply(
                     code=reply.code,
@@ -386,8 +415,15 @@ class Endpoint:
                     retry_after_ms=reply.retry_after_ms,
                     failed_command=message.command_id,
                 )
-            pc.core.reply(message, reply, time.time())
-            pc.service()
+            self._reply(pc, message, reply)
+
+    def _reply(self, pc: PeerConnection, request: Message, reply: Message) -> None:
+        try:
+            pc.core.reply(request, reply, time.time())
+        except ConnectionClosedError:
+            self.dropped["reply-after-close"] += 1  # the peer left before we answered
+            return
+        pc.service()
 
     # ------------------------------------------------------------ TCP
 

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hopline.runtime.handle import DEFAULT_HIGH_WATER, LinkHandle
+from hopline.runtime.sockets import enlarge_buffers
 from hopline.transport.config import LinkConfig
 from hopline.transport.link import Link
 from hopline.transport.packet import MAGIC
@@ -121,6 +122,7 @@ class UdpEndpoint:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(endpoint), local_addr=(host, port), family=family
         )
+        enlarge_buffers(transport)
         endpoint._transport = transport
         return endpoint
 

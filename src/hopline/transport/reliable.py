@@ -13,7 +13,12 @@ Sender (:class:`ReliableSender`)
     and retransmitted ahead of new data, when the peer acknowledges a segment
     sent ``packet_threshold`` datagrams later or more than 9/8 of an RTT after
     it (RFC 9002's thresholds; the gaps between SACK ranges are exactly the
-    NACKs that trigger this fast retransmit). Datagram numbers are local
+    NACKs that trigger this fast retransmit). Only segments the latest ACK
+    describes -- below the end of its last SACK range -- can be declared lost
+    this way: an ACK truncated to ``max_ack_ranges`` says nothing about the
+    segments above its last range, which have usually arrived, and an
+    acknowledged retransmission (a recent datagram number) must not condemn
+    them. Datagram numbers are local
     (not on the wire), so an ACK of a retransmitted segment is trusted only
     if it came back at least ``min_rtt`` after the retransmission; one that
     came sooner acknowledged the original, i.e. the retransmission was
@@ -196,6 +201,7 @@ class ReliableSender:
         self._retransmit: list[int] = []
         self._snd_nxt = 0
         self._largest_acked_datagram = -1
+        self._ack_horizon = 0
         self._rto_deadline: float | None = None
         self._pto_deadline: float | None = None
         self._loss_deadline: float | None = None
@@ -329,7 +335,8 @@ class ReliableSender:
         Raises :class:`ProtocolViolation` (before changing any state) if it
         acknowledges a sequence number that was never sent.
         """
-        intervals = self._ack_intervals(frame)
+        intervals, horizon = self._ack_intervals(frame)
+        self._ack_horizon = horizon
         largest_before = self._largest_acked_datagram
         latest: _Segment | None = None  # the newly acked segment sent most recently
         newly = 0
@@ -351,7 +358,8 @@ class ReliableSender:
         self._detect_losses(now)
         return newly
 
-    def _ack_intervals(self, frame: AckFrame) -> list[tuple[int, int]]:
+    def _ack_intervals(self, frame: AckFrame) -> tuple[list[tuple[int, int]], int]:
+        """The acknowledged [low, high) seq intervals and the end of what the ACK describes."""
         cumulative = expand_seq(frame.cumulative, self._snd_una)
         intervals = [(self._snd_una, cumulative)]
         pos = cumulative
@@ -361,7 +369,7 @@ class ReliableSender:
             pos += rng.received
         if max(cumulative, pos) > self._snd_nxt:
             raise ProtocolViolation("ack of a sequence number never sent", reason="ack_beyond_sent")
-        return intervals
+        return intervals, pos
 
     def _note_delivery(self, seg: _Segment, now: float, largest_before: int) -> None:
         if seg.transmissions > 1:
@@ -405,7 +413,14 @@ class ReliableSender:
             self._pto_deadline = now + self._probe_timeout()
 
     def _detect_losses(self, now: float) -> None:
-        """Packet- and time-threshold loss detection (RFC 9002 6.1) over segments."""
+        """Packet- and time-threshold loss detection (RFC 9002 6.1) over segments.
+
+        Only segments below the latest ACK's horizon (the end of its last
+        range) are candidates: those it reports missing. It cannot report
+        more than ``max_ack_ranges`` gaps, so segments above the horizon may
+        well have arrived; they wait for an ACK that covers them (or for the
+        probe and retransmission timers).
+        """
         self._loss_deadline = None
         largest = self._largest_acked_datagram
         if largest < 0:
@@ -414,6 +429,8 @@ class ReliableSender:
         rtt = max(srtt, self._rtt.latest or 0.0)
         delay = max((1 + self.reorder_fraction) * rtt, self._rtt.granularity)
         for seg in self._inflight.values():
+            if seg.seq >= self._ack_horizon:
+                break  # in seq order: nothing the latest ACK reported missing is left
             if seg.lost or seg.datagram >= largest:
                 continue
             if largest - seg.datagram >= self.reorder_threshold or seg.sent_time + delay <= now:
@@ -440,15 +457,24 @@ class ReliableSender:
             self._on_probe_timeout(now)
 
     def _on_probe_timeout(self, now: float) -> None:
-        """Tail loss probe (RFC 8985 7): resend the last segment to provoke an ACK."""
+        """Tail loss probe (RFC 8985 7): resend the last segment to provoke an ACK.
+
+        When the last segment lies above the latest ACK's horizon, the first
+        unacknowledged one is probed too: an ACK truncated to
+        ``max_ack_ranges`` might not be able to report the last segment, but
+        it always reports whether the first one arrived.
+        """
         self._pto_deadline = None
-        last = self._inflight[next(reversed(self._inflight))] if self._inflight else None
-        if last is None:
+        if not self._inflight:
             return
         self._probe_outstanding = True
         self.stats.tail_loss_probes += 1
-        if not last.lost:
-            self._mark_lost(last, probe=True)
+        last = self._inflight[next(reversed(self._inflight))]
+        first = self._inflight[next(iter(self._inflight))]
+        probes = (first, last) if last.seq >= self._ack_horizon else (last,)
+        for seg in probes:
+            if not seg.lost:
+                self._mark_lost(seg, probe=True)
         self._rto_deadline = now + self._rtt.rto  # RFC 8985 7.3
 
     def _on_rto(self, now: float) -> None:

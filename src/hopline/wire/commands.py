@@ -165,6 +165,9 @@ class Renew(Message, command=0x0012, kind=Kind.REQUEST, name="certificate.renew"
     """Renew a certificate before it expires (user or supernode)."""
 
     certificate: bytes = param(1, BYTES)
+    public_address: Address | None = param(
+        2, ADDRESS, default=None, doc="a supernode's current public address"
+    )
 
 
 class RenewReply(Message, command=0x0012, kind=Kind.REPLY, name="certificate.renew"):
