@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from hopline.testing import FakeNet, ImpairmentConfig
 from hopline.transport import Link, LinkConfig, ProtocolViolation, SendQueueFull
+from hopline.transport.link import MessageReceived
 from hopline.transport.packet import (
     AckFrame,
     AckRange,
@@ -339,3 +342,59 @@ def test_delivery_across_the_32_bit_wrap() -> None:
     assert len(got) == 5
     ack = rx.build_ack(0.0, 1200)
     assert ack is not None and ack.cumulative == (1 << 32) + 3
+
+
+# -- truncated ACKs: more gaps than ACK ranges -------------------------------------
+
+
+def _batched_transfer(config: LinkConfig, messages: int, seed: int) -> tuple[Link, Link, int, int]:
+    """Bulk transfer where the receiver takes a whole flight before it acks (as an event
+    loop does), with 10% independent loss both ways and 1 ms per direction.
+
+    Returns the two links, the data datagrams dropped and the messages delivered in order.
+    """
+    rng = random.Random(seed)
+    sender, receiver = Link(config), Link(config)
+    payloads = [i.to_bytes(4, "big") * 250 for i in range(messages)]
+    now = 0.0
+    for payload in payloads:
+        sender.send(payload, now)
+    delivered: list[bytes] = []
+    dropped = 0
+    while (len(delivered) < messages or not sender.quiescent) and now < 60.0:
+        flight = sender.datagrams_to_send(now)
+        now += 0.001
+        for datagram in flight:
+            if rng.random() < 0.1:
+                dropped += 1
+            else:
+                receiver.receive_datagram(datagram, now)
+        receiver.handle_timer(now)
+        while (event := receiver.next_event()) is not None:
+            assert isinstance(event, MessageReceived)
+            delivered.append(event.data)
+        acks = receiver.datagrams_to_send(now)
+        now += 0.001
+        for datagram in acks:
+            if rng.random() >= 0.1:
+                sender.receive_datagram(datagram, now)
+        if not flight and not acks:
+            now = max(now, min(t for t in (sender.get_timer(), receiver.get_timer()) if t))
+        sender.handle_timer(now)
+    assert delivered == payloads  # exactly once, in order
+    return sender, receiver, dropped, len(delivered)
+
+
+@pytest.mark.parametrize("max_ack_ranges", [2, 4, 8])
+def test_truncated_acks_do_not_make_received_segments_look_lost(max_ack_ranges: int) -> None:
+    # A window of 256 at 10% loss has ~25 gaps: more than an ACK can carry. The
+    # segments above the ACK's last range arrived; once a retransmission (a
+    # recent datagram) was acknowledged they used to be declared lost by the
+    # packet threshold, retransmitting ~3.5x the segments really dropped.
+    config = LinkConfig(max_ack_ranges=max_ack_ranges)
+    sender, receiver, dropped, _ = _batched_transfer(config, 3000, seed=max_ack_ranges)
+    stats = sender.stats
+    assert dropped > 200
+    assert stats.segments_lost <= 1.5 * dropped + 10
+    assert stats.segments_retransmitted <= 1.5 * dropped + 20
+    assert receiver.stats.duplicates_received <= 0.2 * dropped + 10

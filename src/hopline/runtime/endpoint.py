@@ -26,193 +26,43 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from hopline.connection import (
-    Closed,
-    Connection,
-    ConnectionClosedError,
-    ConnectionConfig,
-    Established,
-    Expectation,
-    MediaReceived,
-    MessageReceived,
-    PeerIdentity,
-    ReplyReceived,
-    RequestFailed,
-)
+from hopline.connection import Connection, ConnectionClosedError, ConnectionConfig, Expectation
 from hopline.connection import handshake as hs
 from hopline.crypto import CryptoError
 from hopline.crypto.noise import DHKeyPair
 from hopline.identity import CertificateVerifier
+from hopline.runtime.peer import (
+    Addr,
+    ConnectError,
+    ConnectionLost,
+    EndpointError,
+    PeerConnection,
+    RequestError,
+    RequestTimeout,
+    ServiceError,
+)
 from hopline.runtime.sockets import enlarge_buffers
-from hopline.runtime.tcp import FramingError, LengthPrefixDecoder, frame
+from hopline.runtime.stream import connect_tcp, serve_tcp
 from hopline.wire import Address, ErrorCode, ErrorReply, Kind, Message
 from hopline.wire.commands import Ping, Pong
 
+__all__ = [
+    "ConnectError",
+    "ConnectionLost",
+    "Endpoint",
+    "EndpointError",
+    "Handler",
+    "PeerConnection",
+    "RequestError",
+    "RequestTimeout",
+    "ServiceError",
+]
+
 log = logging.getLogger("hopline.endpoint")
-Addr = tuple[str, int]
-Handler = Callable[["PeerConnection", Message], Awaitable[Message | None]]
-INCOMING_QUEUE = 1024
-
-
-class EndpointError(Exception):
-    """Base of the runtime's connection errors."""
-
-
-class ConnectError(EndpointError):
-    """The handshake failed; ``reason`` says why (e.g. ``certificate:expired``)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"could not connect: {reason}")
-        self.reason = reason
-
-
-class ConnectionLost(EndpointError):
-    """The connection closed before the reply came."""
-
-
-class RequestTimeout(EndpointError):
-    """No reply within the request's timeout."""
-
-
-class RequestError(EndpointError):
-    """The peer answered with an error reply."""
-
-    def __init__(self, reply: ErrorReply) -> None:
-        super().__init__(f"{reply.code} {reply.reason}".strip())
-        self.code = reply.code
-        self.reason = reply.reason
-        self.retry_after_ms = reply.retry_after_ms
-
-
-class ServiceError(Exception):
-    """Raised by a handler to answer a request with an error reply."""
-
-    def __init__(self, code: ErrorCode, reason: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.retry_after_ms = code, reason, retry_after_ms
-
-
-@dataclass(eq=False)
-class PeerConnection:
-    """The async face of one connection."""
-
-    endpoint: Endpoint
-    core: Connection
-    address: Addr
-    send_datagram: Callable[[bytes], None]
-    established: asyncio.Future[PeerIdentity] = field(init=False)
-    closed: asyncio.Future[str] = field(init=False)
-    incoming: asyncio.Queue[Message] = field(init=False)
-    media: asyncio.Queue[bytes] = field(init=False)
-    _waiters: dict[int, asyncio.Future[Message]] = field(default_factory=dict)
-    _timer: asyncio.TimerHandle | None = None
-
-    def __post_init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.established, self.closed = loop.create_future(), loop.create_future()
-        # a server-side handshake that fails has nobody awaiting it: its reason
-        # lives on in ``closed`` and the core's counters
-        self.established.add_done_callback(_retrieve)
-        self.incoming = asyncio.Queue(INCOMING_QUEUE)
-        self.media = asyncio.Queue(INCOMING_QUEUE)
-
-    @property
-    def peer(self) -> PeerIdentity | None:
-        """Who the peer proved to be (after the handshake)."""
-        return self.core.peer
-
-    async def request(self, message: Message, timeout: float | None = None) -> Message:
-        """Send a request and return its reply; error replies raise RequestError."""
-        try:
-            request_id = self.core.request(message, time.time(), timeout)
-        except ConnectionClosedError as exc:
-            raise ConnectionLost(str(exc)) from None
-        waiter: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._waiters[request_id] = waiter
-        self.service()
-        reply = await waiter
-        if isinstance(reply, ErrorReply):
-            raise RequestError(reply)
-        return reply
-
-    def notify(self, message: Message) -> None:
-        """Send a notice (no reply expected)."""
-        try:
-            self.core.send(message, time.time())
-        except ConnectionClosedError as exc:
-            raise ConnectionLost(str(exc)) from None
-        self.service()
-
-    def send_media(self, data: bytes) -> None:
-        """Send one datagram on the unreliable channel."""
-        try:
-            self.core.send_media(data, time.time())
-        except ConnectionClosedError as exc:
-            raise ConnectionLost(str(exc)) from None
-        self.service()
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.core.close(time.time())
-        self.service()
-
-    def service(self) -> None:
-        """Send what the core has, hand its events out, re-arm its timer."""
-        for datagram in self.core.datagrams_to_send(time.time()):
-            self.send_datagram(datagram)
-        while (event := self.core.next_event()) is not None:
-            self._dispatch(event)
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        deadline = self.core.get_timer()
-        if deadline is not None:
-            delay = max(0.0, deadline - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self.core.handle_timer(time.time())
-        self.service()
-
-    def _dispatch(self, event: object) -> None:
-        if isinstance(event, Established) and not self.established.done():
-            self.established.set_result(event.peer)
-        elif isinstance(event, MessageReceived):
-            self.endpoint.on_message(self, event.message)
-        elif isinstance(event, ReplyReceived):
-            waiter = self._waiters.pop(event.request_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event.message)
-        elif isinstance(event, RequestFailed):
-            self._fail(event.request_id, event.reason)
-        elif isinstance(event, MediaReceived):
-            self.endpoint.queue(self.media, event.data, "media-overflow")
-        elif isinstance(event, Closed):
-            self._on_closed(event.reason)
-
-    def _fail(self, request_id: int, reason: str) -> None:
-        waiter = self._waiters.pop(request_id, None)
-        if waiter is not None and not waiter.done():
-            if reason == "timeout":
-                waiter.set_exception(RequestTimeout(f"no reply to request {request_id}"))
-            else:
-                why = self.core.close_reason or reason
-                waiter.set_exception(ConnectionLost(f"connection closed ({why})"))
-
-    def _on_closed(self, reason: str) -> None:
-        if not self.established.done():
-            self.established.set_exception(ConnectError(reason))
-        if not self.closed.done():
-            self.closed.set_result(reason)
-        if self._timer is not None:
-            self._timer.cancel()
-        self.endpoint.forget(self)
+Handler = Callable[[PeerConnection, Message], Awaitable[Message | None]]
 
 
 class _Datagrams(asyncio.DatagramProtocol):
@@ -267,7 +117,7 @@ class Endpoint:
 
     async def open_tcp(self, host: str, port: int) -> Addr:
         """Listen for TCP connections (for peers whose UDP is blocked)."""
-        self._tcp = await asyncio.start_server(self._tcp_accepted, host, port)
+        self._tcp = await asyncio.start_server(partial(serve_tcp, self), host, port)
         sockname = self._tcp.sockets[0].getsockname()
         return (sockname[0], sockname[1])
 
@@ -306,7 +156,7 @@ class Endpoint:
             config=self.config,
         )
         if tcp:
-            pc = await self._connect_tcp(address, core)
+            pc = await connect_tcp(self, address, core)
         else:
             if self._udp is None:
                 await self.open_udp("::" if ":" in address[0] else "0.0.0.0")  # noqa: S104
@@ -349,11 +199,12 @@ class Endpoint:
         if pc is not None and pc.core.receive_datagram(data, time.time()):
             pc.service()
             return
-        accepted = self._accept(data, address, "udp")
+        accepted = self.accept_handshake(data, address, "udp")
         if accepted is not None:
             accepted.service()
 
-    def _accept(self, data: bytes, address: Addr, kind: str) -> PeerConnection | None:
+    def accept_handshake(self, data: bytes, address: Addr, kind: str) -> PeerConnection | None:
+        """A responder connection for a handshake init, or None (counted) if refused."""
         if self.accept_expectation is None or not hs.looks_like_handshake(data):
             self.dropped["unknown-peer"] += 1
             return None
@@ -425,84 +276,6 @@ class Endpoint:
             return
         pc.service()
 
-    # ------------------------------------------------------------ TCP
-
-    async def _connect_tcp(self, address: Addr, core: Connection) -> PeerConnection:
-        loop = asyncio.get_running_loop()
-        decoder = LengthPrefixDecoder(hs.MAX_HANDSHAKE_SIZE)
-        transport, protocol = await loop.create_connection(
-            lambda: _Stream(self, decoder, None), address[0], address[1]
-        )
-        pc = PeerConnection(self, core, address, lambda d: transport.write(frame(d)))
-        protocol.pc = pc
-        self.connections[("tcp", address)] = pc
-        pc.closed.add_done_callback(lambda _: transport.close())
-        return pc
-
-    async def _tcp_accepted(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        peer = writer.get_extra_info("peername")
-        address: Addr = (peer[0], peer[1])
-        decoder = LengthPrefixDecoder(hs.MAX_HANDSHAKE_SIZE)
-        pc: PeerConnection | None = None
-        try:
-            while data := await reader.read(65536):
-                for datagram in decoder.feed(data):
-                    pc = self._tcp_datagram(pc, datagram, address, writer)
-        except FramingError as exc:
-            self.dropped[f"tcp:{exc.reason}"] += 1
-        finally:
-            if pc is not None:
-                pc.close()
-            writer.close()
-
-    def _tcp_datagram(
-        self,
-        pc: PeerConnection | None,
-        datagram: bytes,
-        address: Addr,
-        writer: asyncio.StreamWriter,
-    ) -> PeerConnection | None:
-        if pc is None:
-            pc = self._accept(datagram, address, "tcp")
-            if pc is None:
-                raise FramingError("first frame is not a handshake", reason="bad_first_frame")
-            pc.send_datagram = lambda d: writer.write(frame(d))
-        elif pc.core.receive_datagram(datagram, time.time()):
-            pass
-        pc.service()
-        return pc
-
-
-class _Stream(asyncio.Protocol):
-    def __init__(
-        self, endpoint: Endpoint, decoder: LengthPrefixDecoder, pc: PeerConnection | None
-    ) -> None:
-        self.endpoint, self.decoder, self.pc = endpoint, decoder, pc
-
-    def data_received(self, data: bytes) -> None:
-        assert self.pc is not None
-        try:
-            datagrams = self.decoder.feed(data)
-        except FramingError as exc:
-            self.endpoint.dropped[f"tcp:{exc.reason}"] += 1
-            self.pc.close()
-            return
-        for datagram in datagrams:
-            self.pc.core.receive_datagram(datagram, time.time())
-        self.pc.service()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.pc is not None and not self.pc.closed.done():
-            self.pc.core.close(time.time(), "tcp-closed")
-            self.pc.service()
-
-
-def _retrieve(future: asyncio.Future[PeerIdentity]) -> None:
-    if not future.cancelled():
-        future.exception()
-
 
 def _never_send(datagram: bytes) -> None:
-    raise RuntimeError("this connection has no transport yet")
+    raise RuntimeError("a TCP connection's sender is set when its stream is attached")
