@@ -18,15 +18,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import pwd
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import make_url
 
 from _common import print_table, write_json
 from hopline.loginserver import (
@@ -45,105 +40,10 @@ from hopline.loginserver import (
     LoginService,
     PasswordHasher,
 )
+from hopline.testing.postgres import PostgresUnavailable, fresh_database, throwaway_postgres
 
 PASSWORD = "blue-Otter-42"
 KEY = bytes(range(32))
-
-
-class Unavailable(Exception):
-    """PostgreSQL cannot be had here; the message says why."""
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        raise Unavailable(f"{what} failed: {(done.stderr or done.stdout).strip()[-200:]}")
-
-
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """Start a temporary PostgreSQL server from Debian's packages; yield its URL."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not found:
-        raise Unavailable("no /usr/lib/postgresql/*/bin/pg_ctl (apt-get install postgresql)")
-    bindir = found[-1].parent
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            raise Unavailable("running as root and there is no 'postgres' user") from None
-    top = Path(tempfile.mkdtemp(prefix="hopline-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(top, user="postgres", group="postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = str(top / "data")
-    started = False
-    try:
-        _run(
-            _as_postgres([str(bindir / "initdb"), "-D", data, "-U", "hopline", "-A", "trust"]),
-            "initdb",
-        )
-        options = f"-p {port} -k {top} -c listen_addresses=127.0.0.1"
-        _run(
-            _as_postgres(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    data,
-                    "-l",
-                    str(top / "log"),
-                    "-w",
-                    "-o",
-                    options,
-                    "start",
-                ]
-            ),
-            "pg_ctl start",
-        )
-        started = True
-        yield f"postgresql://hopline@127.0.0.1:{port}/postgres"
-    finally:
-        if started:
-            subprocess.run(
-                _as_postgres([str(bindir / "pg_ctl"), "-D", data, "-m", "fast", "stop"]),
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
-        shutil.rmtree(top, ignore_errors=True)
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(server_url: str) -> AsyncIterator[str]:
-    """A new database on the server, dropped afterwards."""
-    plain = make_url(server_url).set(drivername="postgresql")
-    dsn = plain.render_as_string(hide_password=False)
-    name = f"hopline_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield plain.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-
-# ---------------------------------------------------------------- measurements
 
 
 async def timed(count: int, concurrency: int, op: Callable[[int], Awaitable[object]]) -> float:
@@ -240,10 +140,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     given = args.postgres_url or os.environ.get("HOPLINE_TEST_POSTGRES_URL")
     try:
         with contextlib.ExitStack() as stack:
-            server = given or stack.enter_context(throwaway_postgres())
-            async with scratch_database(server) as url:
+            server = given or stack.enter_context(throwaway_postgres(durable=True))
+            async with fresh_database(server) as url:
                 report["backends"]["postgresql"] = await bench_backend(url, counts)
-    except Unavailable as exc:
+    except PostgresUnavailable as exc:
         report["skipped"]["postgresql"] = str(exc)
     except (OSError, asyncpg.PostgresError) as exc:
         report["skipped"]["postgresql"] = f"cannot use the PostgreSQL server: {exc}"

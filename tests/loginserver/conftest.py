@@ -17,118 +17,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
-import re
-import shutil
-import socket
-import subprocess
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy.engine import make_url
 
 from hopline.loginserver import TEST_COST, Database, LoginService, PasswordHasher
+from hopline.testing.postgres import PostgresUnavailable, fresh_database, throwaway_postgres
 
 POSTGRES_ENV = "HOPLINE_TEST_POSTGRES_URL"
 NOW = 1_800_000_000.0
 
 
 # ---------------------------------------------------------------- PostgreSQL
-
-
-def _postgres_bindir() -> Path | None:
-    def version(path: Path) -> tuple[int, ...]:
-        return tuple(int(n) for n in re.findall(r"\d+", path.parent.parent.name))
-
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
-    for initdb in reversed(candidates):
-        if (initdb.parent / "pg_ctl").exists():
-            return initdb.parent
-    return None
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    """Run ``command`` as the postgres user if we are root (postgres refuses root)."""
-    if os.geteuid() != 0:
-        return command
-    if shutil.which("runuser"):
-        return ["runuser", "-u", "postgres", "--", *command]
-    return ["su", "postgres", "-s", "/bin/sh", "-c", subprocess.list2cmdline(command)]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _run(command: list[str], what: str) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        pytest.skip(f"no PostgreSQL server: {what} failed: {' | '.join(tail)}")
-
-
-@contextlib.contextmanager
-def _throwaway_postgres() -> Iterator[str]:
-    bindir = _postgres_bindir()
-    if bindir is None:
-        pytest.skip(
-            f"no PostgreSQL server: ${POSTGRES_ENV} is not set and there is no "
-            "/usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)"
-        )
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("no PostgreSQL server: running as root and there is no 'postgres' user")
-    top = Path(tempfile.mkdtemp(prefix="hopline-pg-"))
-    data = top / "data"
-    if os.geteuid() == 0:
-        shutil.chown(top, user="postgres", group="postgres")
-    port = _free_port()
-    started = False
-    try:
-        _run(
-            _as_postgres(
-                [
-                    *(str(bindir / "initdb"), "-D", str(data), "-U", "hopline", "-A", "trust"),
-                    *("-E", "UTF8", "--no-sync", "--no-instructions"),
-                ]
-            ),
-            "initdb",
-        )
-        options = (
-            f"-p {port} -k {top} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        _run(
-            _as_postgres(
-                [
-                    *(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(top / "log")),
-                    *("-w", "-t", "60", "-o", options, "start"),
-                ]
-            ),
-            "pg_ctl start",
-        )
-        started = True
-        yield f"postgresql://hopline@127.0.0.1:{port}/postgres"
-    finally:
-        if started:
-            subprocess.run(
-                _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                capture_output=True,
-                timeout=60,
-                check=False,
-            )
-        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -138,50 +41,11 @@ def postgres_url() -> Iterator[str]:
     if given:
         yield given
         return
-    with _throwaway_postgres() as url:
-        yield url
-
-
-def _plain_url(url: str) -> str:
-    """``url`` as a plain libpq URL that asyncpg's connect() takes."""
-    parsed = make_url(url).set(drivername="postgresql")
-    return parsed.render_as_string(hide_password=False)
-
-
-_DROP_ALL_TABLES = """
-DO $$ DECLARE t record; BEGIN
-  FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP
-    EXECUTE 'DROP TABLE IF EXISTS ' || quote_ident(t.tablename) || ' CASCADE';
-  END LOOP;
-END $$;
-"""
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
-    """A new empty database on the server (or the given one, emptied)."""
-    plain = _plain_url(server_url)
-    name = f"hopline_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(plain)
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        created = True
-    except asyncpg.InsufficientPrivilegeError:
-        await conn.execute(_DROP_ALL_TABLES)
-        created = False
-    finally:
-        await conn.close()
-    if not created:
-        yield server_url
-        return
-    try:
-        yield make_url(plain).set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(plain)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        with throwaway_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.skip(f"no PostgreSQL server: ${POSTGRES_ENV} is not set and {exc}")
 
 
 # ---------------------------------------------------------------- fixtures
@@ -194,7 +58,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
         return
     server = request.getfixturevalue("postgres_url")
-    async with fresh_postgres_database(server) as url:
+    async with fresh_database(server) as url:
         yield url
 
 

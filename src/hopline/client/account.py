@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hopline.client.profile import Profile
 from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.runtime.endpoint import request_once
 from hopline.wire import Message
 from hopline.wire.commands import (
     ChangePassword,
@@ -52,20 +52,16 @@ def _current_certificate(profile: Profile) -> bytes | None:
 
 
 async def _call(profile: Profile, request: Message, *, anonymous: bool = False) -> Message:
-    certificate = None if anonymous else _current_certificate(profile)
-    endpoint = Endpoint(
+    return await request_once(
+        profile.login_server.as_tuple(),
+        request,
         static=profile.keys.static,
-        certificate=certificate,
+        certificate=None if anonymous else _current_certificate(profile),
         verifier=CertificateVerifier(profile.ls_key),
+        expect=Expectation(role=Role.LOGIN_SERVER),
+        connect_timeout=CONNECT_TIMEOUT,
+        timeout=REQUEST_TIMEOUT,
     )
-    try:
-        address = profile.login_server.as_tuple()
-        pc: PeerConnection = await endpoint.connect(
-            address, Expectation(role=Role.LOGIN_SERVER), timeout=CONNECT_TIMEOUT
-        )
-        return await pc.request(request, timeout=REQUEST_TIMEOUT)
-    finally:
-        endpoint.close()
 
 
 async def register(

@@ -59,6 +59,7 @@ __all__ = [
     "RequestError",
     "RequestTimeout",
     "ServiceError",
+    "request_once",
 ]
 
 log = logging.getLogger("hopline.endpoint")
@@ -279,3 +280,23 @@ class Endpoint:
 
 def _never_send(datagram: bytes) -> None:
     raise RuntimeError("a TCP connection's sender is set when its stream is attached")
+
+
+async def request_once(
+    address: Addr,
+    request: Message,
+    *,
+    static: DHKeyPair,
+    certificate: bytes | None,
+    verifier: CertificateVerifier,
+    expect: Expectation,
+    connect_timeout: float = 10.0,
+    timeout: float = 30.0,
+) -> Message:
+    """Open a connection, send one request, return its reply, and close."""
+    endpoint = Endpoint(static=static, certificate=certificate, verifier=verifier)
+    try:
+        pc = await endpoint.connect(address, expect, timeout=connect_timeout)
+        return await pc.request(request, timeout=timeout)
+    finally:
+        endpoint.close()

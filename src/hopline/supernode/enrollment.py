@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hopline.connection import Expectation
 from hopline.crypto.keys import IdentityKeys
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import Endpoint
+from hopline.runtime.endpoint import request_once
 from hopline.wire import Address, Message
 from hopline.wire.commands import Enroll, EnrollReply, Renew, RenewReply
 
@@ -39,16 +39,15 @@ async def _request(
     certificate: bytes | None,
     request: Message,
 ) -> Message:
-    endpoint = Endpoint(
-        static=keys.static, certificate=certificate, verifier=CertificateVerifier(ls_key)
+    return await request_once(
+        login_server.as_tuple(),
+        request,
+        static=keys.static,
+        certificate=certificate,
+        verifier=CertificateVerifier(ls_key),
+        expect=Expectation(role=Role.LOGIN_SERVER),
+        timeout=TIMEOUT,
     )
-    try:
-        pc = await endpoint.connect(
-            login_server.as_tuple(), Expectation(role=Role.LOGIN_SERVER), timeout=TIMEOUT
-        )
-        return await pc.request(request, timeout=TIMEOUT)
-    finally:
-        endpoint.close()
 
 
 async def enroll(

@@ -34,6 +34,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from hopline.runtime.sockets import enlarge_buffers
 from hopline.testing.lossy import Impairment, ImpairmentConfig, ImpairmentStats
 
 __all__ = ["ForwarderStats", "ImpairingForwarder"]
@@ -112,6 +113,7 @@ class ImpairingForwarder:
             local_addr=(host, 0),
             family=socket.AF_INET6 if ipv6 else socket.AF_INET,
         )
+        enlarge_buffers(transport)  # else the kernel drops bursts before the impairment model
         forwarder._transport = transport
         return forwarder
 
