@@ -56,8 +56,6 @@ def _show(doc: dict[str, Any]) -> None:
         table.add_column(column)
     _rows(table, doc["objects"])
     stdout.print(table)
-    if "error" in doc:
-        stdout.print(f"[yellow]not a valid {doc.get('command', 'command')}:[/] {doc['error']}")
 
 
 @app.command("decode")
@@ -65,7 +63,11 @@ def decode_command(
     data: Annotated[str, typer.Argument(metavar="HEX|-", help="message bytes in hex, - for stdin")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
 ) -> None:
-    """Dissect one message: header, typed fields, and every object with its offset."""
+    """Dissect one message: header, typed fields, and every object with its offset.
+
+    A message whose layout parses but that breaks the command table (unknown
+    command, missing parameter) is still shown, and the command exits 2.
+    """
     raw = parse_hex(_read_argument(data))
     try:
         doc = dissect(raw)
@@ -75,6 +77,8 @@ def decode_command(
         emit_json(doc)
     else:
         _show(doc)
+    if "error" in doc:  # the layout parsed, but it is not a valid message: show, then fail
+        raise UsageError(f"not a valid {doc.get('command', 'message')}: {doc['error']}")
 
 
 @app.command("encode")
