@@ -234,3 +234,30 @@ def test_refused_initiator_is_told_by_a_sealed_close() -> None:
     assert pair.run_until(lambda: pair.client.close_reason is not None, timeout=5)
     assert pair.client.close_reason == "refused"
     assert pair.server is not None and pair.server.close_reason == "certificate:wrong-key"
+
+
+def test_no_byte_position_is_constant_after_the_init_header() -> None:
+    """Across many flows, only the init's header bytes repeat; everything else varies."""
+    flows: list[list[bytes]] = []
+    for seed in range(12):
+        pair = ConnectionPair.create(*user_and_supernode(), seed=seed)
+        seen: list[bytes] = []
+        original = pair._deliver_to_server
+
+        def record(data: bytes, now: float, keep: list[bytes] = seen, go=original) -> None:
+            keep.append(data)
+            go(data, now)
+
+        pair._deliver_to_server = record  # type: ignore[method-assign]
+        assert pair.run_until(lambda p=pair: established(p), timeout=5)
+        pair.client.send(Ping(nonce=1), pair.clock.now())
+        assert pair.run_until(lambda p=pair: bool(p.server_events[1:]), timeout=5)
+        flows.append(seen)
+    inits = [flow[0] for flow in flows]
+    assert all(init[:1] == b"\xe1" for init in inits)
+    later = [flow[1:] for flow in flows]  # the finish, then sealed packets
+    for index in range(min(len(f) for f in later)):
+        datagrams = [flow[index] for flow in later]
+        width = min(len(d) for d in datagrams)
+        for position in range(width):
+            assert len({d[position] for d in datagrams}) > 1, (index, position)

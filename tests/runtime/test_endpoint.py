@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import pytest
 
-from hopline.connection import Expectation
+from hopline.connection import Connection, Expectation
+from hopline.crypto.noise import DHKeyPair
 from hopline.identity import Role
 from hopline.runtime.endpoint import (
     ConnectError,
@@ -139,7 +141,7 @@ async def test_garbage_datagrams_are_counted_not_fatal(authority: TestAuthority)
         junk = [
             b"\x00" * 20,  # not a handshake: unknown peer
             bytes(range(256)) * 4,  # same
-            b"\xe1" * 50,  # an init below the anti-amplification size
+            b"\xe1" * 50,  # below the anti-amplification size: not an init at all
             b"\xe1" + b"\x01" * 1300,  # an init whose Noise message carries a payload
         ]
         for payload in junk:
@@ -147,10 +149,63 @@ async def test_garbage_datagrams_are_counted_not_fatal(authority: TestAuthority)
         pc = await client.connect(address, Expectation(role=Role.SUPERNODE))
         pong = await pc.request(Ping(nonce=5))
         assert isinstance(pong, Pong) and pong.nonce == 5
-        assert server.dropped["unknown-peer"] == 2
-        assert server.dropped["init:handshake-framing"] == 2
+        assert server.dropped["unknown-peer"] == 3
+        assert server.dropped["init:handshake-framing"] == 1
         assert len(server.connections) == 1  # only the real client got state
     finally:
         raw.close()
         client.close()
+        server.close()
+
+
+async def test_a_spoofed_init_does_not_displace_a_live_session(authority: TestAuthority) -> None:
+    server, address = await start_server(authority, "127.0.0.1")
+    client = client_endpoint(authority)
+    try:
+        pc = await client.connect(address, Expectation(role=Role.SUPERNODE))
+        assert client.local_address is not None
+        # someone sends a fresh init "from" the client's address (here: really from it)
+        init = Connection(
+            initiator=True,
+            static=DHKeyPair.generate(),
+            certificate=None,
+            verifier=None,
+            expect=Expectation(),
+            now=time.time(),
+        ).datagrams_to_send(time.time())[0]
+        server.udp_received(init, ("127.0.0.1", client.local_address[1]))
+        # the live session keeps working while that handshake goes nowhere
+        for nonce in range(5):
+            pong = await pc.request(Ping(nonce=nonce))
+            assert isinstance(pong, Pong) and pong.nonce == nonce
+        assert len(server.connections) == 1
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_a_restarted_client_replaces_its_old_session(authority: TestAuthority) -> None:
+    server, address = await start_server(authority, "127.0.0.1")
+    ident = authority.identity(Role.USER, "alice")
+    first = Endpoint(
+        static=ident.static, certificate=ident.certificate, verifier=authority.verifier()
+    )
+    await first.open_udp("127.0.0.1", 0)
+    assert first.local_address is not None
+    port = first.local_address[1]
+    try:
+        await first.connect(address, Expectation(role=Role.SUPERNODE))
+        first.close()
+        await asyncio.sleep(0.05)  # let the socket close before reusing its port
+        second = Endpoint(
+            static=ident.static, certificate=ident.certificate, verifier=authority.verifier()
+        )
+        await second.open_udp("127.0.0.1", port)  # same address, fresh session
+        pc = await second.connect(address, Expectation(role=Role.SUPERNODE))
+        pong = await pc.request(Ping(nonce=1))
+        assert isinstance(pong, Pong)
+        await asyncio.sleep(0.05)
+        assert len(server.connections) == 1
+        second.close()
+    finally:
         server.close()

@@ -23,7 +23,7 @@ from hopline.connection.events import (
     ReplyReceived,
     RequestFailed,
 )
-from hopline.connection.handshake import FramingError, HandshakePayload, looks_like_handshake
+from hopline.connection.handshake import FramingError, HandshakePayload, looks_like_init
 
 __all__ = [
     "Closed",
@@ -42,5 +42,5 @@ __all__ = [
     "RequestFailed",
     "State",
     "default_link_config",
-    "looks_like_handshake",
+    "looks_like_init",
 ]

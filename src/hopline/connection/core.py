@@ -108,8 +108,8 @@ class State(Enum):
 
 @dataclass
 class _Handshake:
-    handshake_id: bytes
     last_sent: bytes = b""
+    last_received: bytes = b""  # the peer's last handshake datagram we processed
     resend_at: float = 0.0
     resent_at: float = float("-inf")
     interval: float = 0.25
@@ -148,15 +148,13 @@ class Connection:
         self._pending: dict[int, float] = {}
         self._next_request_id = 1
         self._hs = _Handshake(
-            handshake_id=random_bytes(4),
-            interval=self.config.handshake_rto,
-            deadline=now + self.config.handshake_timeout,
+            interval=self.config.handshake_rto, deadline=now + self.config.handshake_timeout
         )
         if initiator:
             self._session = SecureSession.initiate(static, config=self.config.session)
             noise = self._session.write_handshake(b"", now=now)
-            padding = random_bytes(hs.init_padding_size(noise))
-            self._send_handshake(hs.pack(hs.INIT, self._hs.handshake_id, noise, padding), now)
+            padding = random_bytes(hs.padding_size(noise))
+            self._send_handshake(hs.pack_init(noise, padding), now)
         else:
             self._session = SecureSession.respond(static, config=self.config.session)
 
@@ -176,9 +174,7 @@ class Connection:
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> Connection:
         """A responder for a received init; raises FramingError/CryptoError if it is bad."""
-        datagram = hs.unpack(init)
-        if datagram.kind != hs.INIT:
-            raise hs.FramingError("expected an init")
+        noise_message = hs.unpack_init(init)
         conn = cls(
             initiator=False,
             static=static,
@@ -189,11 +185,10 @@ class Connection:
             config=config,
             random_bytes=random_bytes,
         )
-        conn._hs.handshake_id = datagram.handshake_id
-        if conn._session.read_handshake(datagram.noise, now=now):
+        if conn._session.read_handshake(noise_message, now=now):
             raise hs.FramingError("an init carries no payload")
-        noise = conn._session.write_handshake(conn._own_payload(), now=now)
-        response = hs.pack(hs.RESPONSE, datagram.handshake_id, noise)
+        conn._hs.last_received = init
+        response = conn._session.write_handshake(conn._own_payload(), now=now)
         if len(response) > len(init):
             raise hs.FramingError("response would be larger than the init")
         conn._send_handshake(response, now)
@@ -259,70 +254,65 @@ class Connection:
     def receive_datagram(self, data: bytes, now: float) -> bool:
         """Process one datagram from the peer's address.
 
-        Returns False if the datagram does not belong to this connection (it
-        could be a new handshake from a restarted peer); the caller decides.
+        Returns False if the datagram is not this connection's: a sealed
+        packet that does not open (counted here), or a new init (a peer that
+        restarted, or someone spoofing one); the caller decides what to do.
         """
         if self.state is State.CLOSED:
             self.dropped["closed"] += 1
             return False
-        if self.state is State.ESTABLISHED and self._open(data, now):
+        if self.state is State.ESTABLISHED:
+            return self._open(data, now) or self._on_repeat(data, now)
+        if self._on_repeat(data, now):
             return True
-        if hs.looks_like_handshake(data):
-            return self._on_handshake_datagram(data, now)
-        if self.state is State.HANDSHAKING:
-            self.dropped["early"] += 1  # sealed data before the handshake completed here
-            if not self.initiator:
-                self._resend_handshake(now)  # our response or the peer's finish was lost
-        return True  # sealed but unreadable: counted by _open, dropped
+        if self.initiator:
+            self._on_response(data, now)
+            return True
+        if hs.looks_like_init(data):
+            return False  # a different init from this address
+        self._on_finish(data, now)
+        return True
 
     def _open(self, data: bytes, now: float) -> bool:
         try:
             plain = self._session.open(data, now)
         except CryptoError as exc:
-            if not hs.looks_like_handshake(data):
+            if data != self._hs.last_received:
                 self.dropped[f"crypto:{exc.reason}"] += 1
             return False
         self._link.receive_datagram(plain, now)
         self._drain_link(now)
         return True
 
-    def _on_handshake_datagram(self, data: bytes, now: float) -> bool:
-        try:
-            datagram = hs.unpack(data)
-        except hs.FramingError as exc:
-            self.dropped[exc.reason] += 1
-            return True
-        if datagram.handshake_id != self._hs.handshake_id:
-            return False  # another handshake: maybe the peer restarted
-        if datagram.kind == hs.INIT and not self.initiator:
-            self._resend_handshake(now)  # our response was lost
-        elif datagram.kind == hs.RESPONSE and self.initiator:
-            self._on_response(datagram.noise, now)
-        elif datagram.kind == hs.FINISH and not self.initiator:
-            self._on_finish(datagram.noise, now)
+    def _on_repeat(self, data: bytes, now: float) -> bool:
+        """An exact repeat of the peer's last handshake datagram: our answer was lost."""
+        if not self._hs.last_received or data != self._hs.last_received:
+            return False
+        if self.initiator or self.state is State.HANDSHAKING:
+            self._resend_handshake(now)  # init -> response again; response -> finish again
         else:
-            self.dropped["handshake-unexpected"] += 1
+            self.dropped["handshake-duplicate"] += 1
         return True
 
     def _on_response(self, noise: bytes, now: float) -> None:
-        if self.state is State.ESTABLISHED:
-            self._resend_handshake(now)  # our finish was lost
-            return
         payload = self._read_noise(noise, now)
         if payload is None or not self._verify_peer(payload, now):
             return
+        self._hs.last_received = noise
         finish = self._session.write_handshake(self._own_payload(), now=now)
-        self._send_handshake(hs.pack(hs.FINISH, self._hs.handshake_id, finish), now)
+        self._send_handshake(finish, now)
         self._hs.resend_at = float("inf")  # resent only when the response repeats
         self._establish(now)
 
     def _on_finish(self, noise: bytes, now: float) -> None:
-        if self.state is State.ESTABLISHED:
-            self.dropped["handshake-duplicate"] += 1
+        try:
+            payload = self._session.read_handshake(noise, now=now)
+        except CryptoError:
+            # not message 3: sealed data sent after a finish that was lost
+            self.dropped["early"] += 1
+            self._resend_handshake(now)
             return
-        payload = self._read_noise(noise, now)
-        if payload is None:
-            return
+        self._hs.last_received = noise
         if self._verify_peer(payload, now):
             self._establish(now)
         else:

@@ -1,21 +1,27 @@
-"""Handshake datagrams: the only bytes of a Hopline flow with a fixed header.
+"""Handshake datagrams: the init is the only datagram of a flow with a header.
 
-A handshake datagram is::
+The first Noise message (the *init*) is sent as::
 
-    +------+--------------+-------------------+---------------+-----------------+
-    | type | handshake id | noise length (BE) | noise message | random padding  |
-    | 1 B  | 4 B random   | 2 B               |               | (init only)     |
-    +------+--------------+-------------------+---------------+-----------------+
+    +------+-------------------+---------------------+-----------------+
+    | 0xE1 | noise length (BE) | noise message 1     | random padding  |
+    | 1 B  | 2 B               | (ephemeral key)     | to 1200 bytes   |
+    +------+-------------------+---------------------+-----------------+
 
-``type`` is ``0xE1`` (init, Noise message 1), ``0xE2`` (response, message 2)
-or ``0xE3`` (finish, message 3). STUN messages start with two zero bits and
-sealed transport packets have no fixed bytes, so the type byte plus the length
-rules below tell a new handshake apart from everything else on a port.
+Every later datagram, the responder's Noise message 2, the initiator's
+message 3 and all sealed transport packets, is sent bare: Noise messages 2
+and 3 are an ephemeral key with a random top bit and ciphertext, transport
+packets have a masked header (see hopline.crypto.session), so after the
+init's header no byte of a flow is predictable. Each side tells them apart
+by its own state: a responder waiting for message 3 tries to read it and
+treats an unreadable datagram as early transport data (message 3 was lost);
+an exact repeat of a handshake datagram already processed means our answer
+to it was lost and is sent again.
 
-The init is padded with random bytes to :data:`INIT_SIZE` (1200), and a
-responder refuses a shorter one. Its response is never larger than the init,
-so a spoofed init cannot make a node send more bytes than it received
-(no amplification), as in QUIC.
+``0xE1`` differs from the first byte of STUN (two zero bits) and an init is
+at least 1200 bytes, so a new handshake is recognised on any port. The init
+is padded with random bytes to :data:`INIT_SIZE` and a responder refuses a
+shorter one; its answer is never larger than the init, so a spoofed init
+cannot make a node send more bytes than it received (as in QUIC).
 
 The Noise payloads of messages 2 and 3 (encrypted by Noise) carry a
 :class:`HandshakePayload`: the sender's certificate, or nothing for an
@@ -24,13 +30,10 @@ anonymous initiator (a client registering with the login server).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hopline.wire import ParamType, Record, param
 
-INIT, RESPONSE, FINISH = 0xE1, 0xE2, 0xE3
-TYPES = frozenset((INIT, RESPONSE, FINISH))
-HEADER_SIZE = 7
+INIT = 0xE1
+INIT_HEADER_SIZE = 3
 INIT_SIZE = 1200
 MAX_HANDSHAKE_SIZE = 1400
 
@@ -43,48 +46,38 @@ class HandshakePayload(Record):
 
 
 class FramingError(ValueError):
-    """Not a handshake datagram (the caller counts it under ``reason``)."""
+    """Not a valid init (the caller counts it under ``reason``)."""
 
     reason = "handshake-framing"
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeDatagram:
-    """A parsed handshake datagram."""
+def pack_init(noise: bytes, random_bytes: bytes) -> bytes:
+    """An init datagram: header, Noise message 1, random padding to INIT_SIZE.
 
-    kind: int
-    handshake_id: bytes
-    noise: bytes
-
-
-def pack(kind: int, handshake_id: bytes, noise: bytes, padding: bytes = b"") -> bytes:
-    """Build a handshake datagram (``padding`` only for an init)."""
-    if kind not in TYPES or len(handshake_id) != 4 or len(noise) > 0xFFFF:
-        raise ValueError("bad handshake datagram fields")
-    return bytes([kind]) + handshake_id + len(noise).to_bytes(2, "big") + noise + padding
+    ``random_bytes`` supplies the padding; it must hold at least
+    :func:`padding_size` bytes.
+    """
+    if len(noise) > INIT_SIZE - INIT_HEADER_SIZE:
+        raise ValueError("Noise message 1 does not fit an init")
+    padding = random_bytes[: padding_size(noise)]
+    return bytes([INIT]) + len(noise).to_bytes(2, "big") + noise + padding
 
 
-def init_padding_size(noise: bytes) -> int:
-    """How many padding bytes bring an init to INIT_SIZE."""
-    return max(0, INIT_SIZE - HEADER_SIZE - len(noise))
+def padding_size(noise: bytes) -> int:
+    """How many padding bytes bring an init with ``noise`` to INIT_SIZE."""
+    return INIT_SIZE - INIT_HEADER_SIZE - len(noise)
 
 
-def looks_like_handshake(data: bytes) -> bool:
-    """Cheap check: could ``data`` be a handshake datagram at all?"""
-    return len(data) >= HEADER_SIZE and data[0] in TYPES
+def looks_like_init(data: bytes) -> bool:
+    """Cheap check: could ``data`` be an init?"""
+    return INIT_SIZE <= len(data) <= MAX_HANDSHAKE_SIZE and data[0] == INIT
 
 
-def unpack(data: bytes) -> HandshakeDatagram:
-    """Parse a handshake datagram or raise :class:`FramingError`."""
-    if not looks_like_handshake(data) or len(data) > MAX_HANDSHAKE_SIZE:
-        raise FramingError("not a handshake datagram")
-    kind = data[0]
-    size = int.from_bytes(data[5:7], "big")
-    end = HEADER_SIZE + size
+def unpack_init(data: bytes) -> bytes:
+    """The Noise message of an init, or :class:`FramingError`."""
+    if not looks_like_init(data):
+        raise FramingError("not an init of at least 1200 bytes")
+    end = INIT_HEADER_SIZE + int.from_bytes(data[1:3], "big")
     if end > len(data):
         raise FramingError("noise message longer than the datagram")
-    if kind == INIT and len(data) < INIT_SIZE:
-        raise FramingError("init shorter than the anti-amplification minimum")
-    if kind != INIT and end != len(data):
-        raise FramingError("trailing bytes after the noise message")
-    return HandshakeDatagram(kind, data[1:5], data[HEADER_SIZE:end])
+    return data[INIT_HEADER_SIZE:end]

@@ -98,6 +98,8 @@ class Endpoint:
         self.max_handshakes = max_handshakes
         self.dropped: Counter[str] = Counter()
         self.connections: dict[tuple[str, Addr], PeerConnection] = {}
+        # handshakes from an address that already has an established connection
+        self._replacements: dict[tuple[str, Addr], PeerConnection] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -132,7 +134,7 @@ class Endpoint:
 
     def close(self) -> None:
         """Close every connection and socket."""
-        for pc in list(self.connections.values()):
+        for pc in [*self.connections.values(), *self._replacements.values()]:
             pc.close()
         if self._udp is not None:
             self._udp.close()
@@ -171,13 +173,33 @@ class Endpoint:
         return pc
 
     def _add(self, kind: str, address: Addr, core: Connection) -> PeerConnection:
+        """Track a new connection; an established one to the same address stays
+        in charge until the new one completes its handshake (see _promote)."""
+        key = (kind, address)
         sender = self._udp_sender(address) if kind == "udp" else _never_send
         pc = PeerConnection(self, core, address, sender)
-        old = self.connections.get((kind, address))
-        self.connections[(kind, address)] = pc
+        old = self.connections.get(key)
+        if old is not None and old.core.established and not core.initiator:
+            stale = self._replacements.pop(key, None)
+            if stale is not None:
+                stale.close()
+            self._replacements[key] = pc
+            pc.established.add_done_callback(lambda _: self._promote(key, pc))
+            return pc
+        self.connections[key] = pc
         if old is not None:
             old.close()
         return pc
+
+    def _promote(self, key: tuple[str, Addr], pc: PeerConnection) -> None:
+        """A replacement completed its handshake: the peer really restarted."""
+        if self._replacements.get(key) is not pc or pc.closed.done():
+            return
+        del self._replacements[key]
+        old = self.connections.get(key)
+        self.connections[key] = pc
+        if old is not None:
+            old.close()
 
     def _udp_sender(self, address: Addr) -> Callable[[bytes], None]:
         def send(datagram: bytes) -> None:
@@ -187,18 +209,23 @@ class Endpoint:
         return send
 
     def forget(self, pc: PeerConnection) -> None:
-        """Drop a closed connection from the table."""
-        for key, value in list(self.connections.items()):
-            if value is pc:
-                del self.connections[key]
+        """Drop a closed connection from the tables."""
+        for table in (self.connections, self._replacements):
+            for key, value in list(table.items()):
+                if value is pc:
+                    del table[key]
 
     # ------------------------------------------------------------ receiving
 
     def udp_received(self, data: bytes, address: Addr) -> None:
         """Route one datagram to its connection, or accept a new handshake."""
-        pc = self.connections.get(("udp", address))
-        if pc is not None and pc.core.receive_datagram(data, time.time()):
-            pc.service()
+        key = ("udp", address)
+        for pc in (self.connections.get(key), self._replacements.get(key)):
+            if pc is not None and pc.core.receive_datagram(data, time.time()):
+                pc.service()
+                return
+        if not hs.looks_like_init(data):
+            self.dropped["unknown-peer" if key not in self.connections else "unreadable"] += 1
             return
         accepted = self.accept_handshake(data, address, "udp")
         if accepted is not None:
@@ -206,10 +233,11 @@ class Endpoint:
 
     def accept_handshake(self, data: bytes, address: Addr, kind: str) -> PeerConnection | None:
         """A responder connection for a handshake init, or None (counted) if refused."""
-        if self.accept_expectation is None or not hs.looks_like_handshake(data):
+        if self.accept_expectation is None or not hs.looks_like_init(data):
             self.dropped["unknown-peer"] += 1
             return None
-        handshaking = sum(1 for pc in self.connections.values() if not pc.core.established)
+        waiting = [*self.connections.values(), *self._replacements.values()]
+        handshaking = sum(1 for pc in waiting if not pc.core.established)
         if handshaking >= self.max_handshakes:
             self.dropped["busy"] += 1
             return None
