@@ -31,9 +31,10 @@ from typing import Any
 
 from hopline.connection import Connection, ConnectionClosedError, ConnectionConfig, Expectation
 from hopline.connection import handshake as hs
+from hopline.connection.forwarding import Drop, route
 from hopline.crypto import CryptoError
 from hopline.crypto.noise import DHKeyPair
-from hopline.identity import CertificateVerifier
+from hopline.identity import CertificateVerifier, parse_certificate
 from hopline.runtime.peer import (
     Addr,
     ConnectError,
@@ -47,7 +48,7 @@ from hopline.runtime.peer import (
 from hopline.runtime.sockets import enlarge_buffers
 from hopline.runtime.stream import connect_tcp, serve_tcp
 from hopline.wire import Address, ErrorCode, ErrorReply, Kind, Message
-from hopline.wire.commands import Ping, Pong
+from hopline.wire.commands import Forward, Ping, Pong
 
 __all__ = [
     "ConnectError",
@@ -90,13 +91,17 @@ class Endpoint:
         handler: Handler | None = None,
         config: ConnectionConfig | None = None,
         max_handshakes: int = 1024,
+        forwarding: bool = False,
     ) -> None:
         self.static, self.certificate, self.verifier = static, certificate, verifier
         self.accept_expectation = accept
         self.handler = handler
         self.config = config or ConnectionConfig()
         self.max_handshakes = max_handshakes
+        self.forwarding = forwarding
+        self.own_name = parse_certificate(certificate)[0].subject if certificate else None
         self.dropped: Counter[str] = Counter()
+        self.forwarded = 0
         self.connections: dict[tuple[str, Addr], PeerConnection] = {}
         # handshakes from an address that already has an established connection
         self._replacements: dict[tuple[str, Addr], PeerConnection] = {}
@@ -263,12 +268,32 @@ class Endpoint:
             pong = Pong(nonce=message.nonce, sent_at_us=message.sent_at_us, observed=observed)
             self._reply(pc, message, pong)
             return
+        if isinstance(message, Forward) and self.forwarding and self._forward(pc, message):
+            return
         if self.handler is None:
             self.queue(pc.incoming, message, "incoming-overflow")
             return
         task = asyncio.get_running_loop().create_task(self._handle(pc, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _forward(self, pc: PeerConnection, envelope: Forward) -> bool:
+        """Pass an envelope on; False if it is for this node itself."""
+        peers = {key: other.peer for key, other in self.connections.items()}
+        decision = route(envelope, pc.peer, peers, self.own_name)
+        if isinstance(decision, Drop):
+            if decision.reason == "local":
+                return False
+            self.dropped[f"forward:{decision.reason}"] += 1
+            return True
+        target = self.connections[decision.key]
+        try:
+            target.notify(decision.envelope)
+        except ConnectionLost:
+            self.dropped["forward:closed"] += 1
+        else:
+            self.forwarded += 1
+        return True
 
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""
