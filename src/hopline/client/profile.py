@@ -114,7 +114,7 @@ class Profile:
 
     def save_config(self) -> None:
         """Write profile.json atomically."""
-        _write_private(self.path / CONFIG_FILE, json.dumps(self.config, indent=2).encode())
+        write_private(self.path / CONFIG_FILE, json.dumps(self.config, indent=2).encode())
 
     # ------------------------------------------------------------ login server
 
@@ -168,7 +168,7 @@ class Profile:
 
     def store_certificate(self, certificate: bytes, bootstrap: list[str] | None = None) -> None:
         """Keep a new certificate (and the bootstrap supernodes that came with it)."""
-        _write_private(self.path / CERT_FILE, certificate)
+        write_private(self.path / CERT_FILE, certificate)
         if bootstrap is not None:
             self.config["bootstrap"] = bootstrap
             self.save_config()
@@ -178,7 +178,12 @@ class Profile:
         (self.path / CERT_FILE).unlink(missing_ok=True)
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically with ``data``, readable by the owner only (0600).
+
+    The bytes go to a fresh temporary file beside ``path`` (created 0600, fsynced)
+    which is then renamed over it, so a crash leaves either the old or the new file.
+    """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -308,7 +308,7 @@ class Endpoint:
             reply = await self.handler(pc, message)
         except ServiceError as exc:
             reply = ErrorReply(code=exc.code, reason=exc.reason, retry_after_ms=exc.retry_after_ms)
-        except Exception:
+        except Exception:  # a handler bug must not take the node down: logged, counted, 500
             log.exception("handler failed on %s", message.NAME)
             self.dropped["handler-error"] += 1
             reply = ErrorReply(code=ErrorCode.INTERNAL, reason="internal error")

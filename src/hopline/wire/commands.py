@@ -7,7 +7,8 @@ parameters of its object list. Command ids are grouped by layer:
 range          layer
 =============  ==========================================
 0x0001-0x000F  link: ping, echo, forward
-0x0010-0x002F  login server (identity, certificates)
+0x0010-0x001F  login server (identity, certificates)
+0x0020-0x002F  overlay membership (supernode to supernode)
 0x0030-0x004F  directory: presence records, lookups, search
 0x0050-0x005F  connectivity: candidates, relays
 0x0060-0x007F  calls
