@@ -32,6 +32,7 @@ app.command("demo")(demo.demo_command)
 app.command("register")(account.register_command)
 app.command("login")(account.login_command)
 app.command("logout")(account.logout_command)
+app.command("supernode")(servers.supernode_command)
 
 
 @app.callback()

@@ -1,4 +1,4 @@
-"""``hopline loginserver`` (and later ``hopline supernode``): the server processes.
+"""``hopline loginserver`` and ``hopline supernode``: the server processes.
 
 A server runs in the foreground, prints one JSON line when it is ready
 (``{"ready": true, "listen": ..., ...}``: what ``hopline demo`` and the tests
@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from hopline.cli.output import CliError, UsageError, emit_json, stderr
-from hopline.client.profile import ProfileError, parse_address
+from hopline.client.profile import ProfileError, parse_address, parse_ls_key
 from hopline.crypto import CryptoError
 from hopline.loginserver.db import Database, DatabaseError
 from hopline.loginserver.server import (
@@ -29,7 +29,9 @@ from hopline.loginserver.server import (
     public_key_text,
 )
 from hopline.loginserver.service import LoginService
+from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
 from hopline.runtime.loop import run as run_loop
+from hopline.supernode.node import Supernode, SupernodeError
 
 loginserver_app = typer.Typer(
     help="Run the login server, or manage its key and enrollment tokens.",
@@ -135,3 +137,55 @@ def enroll_command(
         raise CliError(f"cannot create a token: {exc}") from None
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.write(token + "\n")
+
+
+async def _serve_supernode(
+    listen: str,
+    login_server: str,
+    ls_key: str,
+    data_dir: Path,
+    token: str | None,
+    public_address: str | None,
+) -> None:
+    try:
+        address = parse_address(listen, "--listen")
+        ls_address = parse_address(login_server, "--login-server")
+        key = parse_ls_key(ls_key)
+        public = parse_address(public_address, "--public-address") if public_address else None
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        node = await Supernode.start(
+            address, ls_address, key, data_dir, token=token, public_address=public
+        )
+    except SupernodeError as exc:
+        raise UsageError(str(exc)) from None
+    except (ConnectError, RequestError, EndpointError) as exc:
+        raise CliError(f"supernode cannot get its certificate: {exc}") from None
+    except (OSError, CryptoError) as exc:
+        raise CliError(f"supernode cannot start: {exc}") from None
+    try:
+        emit_json(node.ready_report())
+        logging.getLogger("hopline.supernode").info("ready on %s", node.address)
+        await wait_for_signal()
+    finally:
+        await node.close()
+
+
+def supernode_command(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT (port 0: any)")],
+    login_server: Annotated[str, typer.Option("--login-server", help="login server HOST:PORT")],
+    ls_key: Annotated[str, typer.Option("--ls-key", help="the login server's public key")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="keys and certificate")] = Path(
+        "supernode-data"
+    ),
+    enroll_token: Annotated[
+        str | None, typer.Option("--enroll-token", help="one-time token for the first start")
+    ] = None,
+    public_address: Annotated[
+        str | None, typer.Option("--public-address", help="HOST:PORT clients should use")
+    ] = None,
+) -> None:
+    """Run a supernode in the foreground (Ctrl-C or SIGTERM stops it)."""
+    setup_logging()
+    run_loop(_serve_supernode(listen, login_server, ls_key, data_dir, enroll_token, public_address))

@@ -1,0 +1,182 @@
+"""The supernode process: identity, certificate, endpoint.
+
+A supernode keeps its identity in its data dir:
+
+| file | what |
+|---|---|
+| ``supernode.key`` | X25519 static + Ed25519 signing keys (PEM, 0600) |
+| ``certificate`` | the supernode certificate from the login server (0600) |
+| ``node.json`` | node id, pinned login server address and key |
+
+On first start it needs a one-time enrollment token (``hopline loginserver
+enroll``); later starts reuse the stored certificate, renewing it when less
+than half its lifetime is left (and every :data:`RENEW_CHECK_S` while it
+runs), reporting its public address so the login server can hand it out as
+a bootstrap node. It serves certified users and supernodes over UDP and TCP
+on one port, answers pings, and forwards envelopes between its peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hopline.client.profile import format_ls_key, write_private
+from hopline.connection import Expectation
+from hopline.crypto.keys import IdentityKeys
+from hopline.identity import CertificateError, CertificateVerifier, parse_certificate
+from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
+from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
+from hopline.wire import Address, ErrorCode, Message
+
+log = logging.getLogger("hopline.supernode")
+KEY_FILE, CERT_FILE, NODE_FILE = "supernode.key", "certificate", "node.json"
+RENEW_CHECK_S = 3600.0
+
+
+class SupernodeError(Exception):
+    """The supernode cannot start; the message says why."""
+
+
+def _load_keys(data_dir: Path) -> IdentityKeys:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = data_dir / KEY_FILE
+    if not path.exists():
+        IdentityKeys.generate().save(path)
+    return IdentityKeys.load(path)
+
+
+def _stored_certificate(data_dir: Path, ls_key: bytes) -> SupernodeCertificate | None:
+    """The stored certificate if it is still valid under ``ls_key``."""
+    path = data_dir / CERT_FILE
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    try:
+        body = parse_certificate(data)[0]
+        CertificateVerifier(ls_key).verify(data, time.time())
+    except CertificateError as exc:
+        log.warning("stored certificate unusable (%s): enrolling again", exc.reason)
+        return None
+    return SupernodeCertificate(body.subject, data, body.expires_at)
+
+
+def _needs_renewal(cert: SupernodeCertificate, now: float) -> bool:
+    body = parse_certificate(cert.certificate)[0]
+    return now > body.issued_at + (body.expires_at - body.issued_at) / 2
+
+
+@dataclass
+class Supernode:
+    """A running supernode."""
+
+    data_dir: Path
+    keys: IdentityKeys
+    login_server: Address
+    ls_key: bytes
+    public_address: Address | None
+    certificate: SupernodeCertificate
+    endpoint: Endpoint
+    address: tuple[str, int]
+    housekeeping: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        listen: Address,
+        login_server: Address,
+        ls_key: bytes,
+        data_dir: Path,
+        *,
+        token: str | None = None,
+        public_address: Address | None = None,
+    ) -> Supernode:
+        """Enroll or renew as needed, then listen on UDP and TCP."""
+        keys = _load_keys(data_dir)
+        cert = await _certificate(data_dir, keys, login_server, ls_key, token, public_address)
+        endpoint = Endpoint(
+            static=keys.static,
+            certificate=cert.certificate,
+            verifier=CertificateVerifier(ls_key),
+            accept=Expectation(),  # any role the login server certified
+            handler=_unsupported,
+            forwarding=True,
+        )
+        host, port = listen.as_tuple()
+        address = await endpoint.open_udp(host, port)
+        await endpoint.open_tcp(host, address[1])
+        node = cls(data_dir, keys, login_server, ls_key, public_address, cert, endpoint, address)
+        node.save_identity()
+        node.housekeeping = asyncio.get_running_loop().create_task(node._renew_forever())
+        return node
+
+    def save_identity(self) -> None:
+        """Write node.json: what this node is and whom it trusts."""
+        doc = {
+            "node_id": self.certificate.node_id,
+            "login_server": str(self.login_server),
+            "ls_key": format_ls_key(self.ls_key),
+        }
+        write_private(self.data_dir / NODE_FILE, json.dumps(doc, indent=2).encode())
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_CHECK_S)
+            if _needs_renewal(self.certificate, time.time()):
+                self.certificate = await renew(
+                    self.login_server, self.ls_key, self.keys, self.certificate, self.public_address
+                )
+                write_private(self.data_dir / CERT_FILE, self.certificate.certificate)
+                self.endpoint.certificate = self.certificate.certificate
+                log.info("certificate renewed until %d", self.certificate.expires_at)
+
+    def ready_report(self) -> dict[str, Any]:
+        """The one JSON line printed when the node is ready."""
+        host, port = self.address
+        return {
+            "ready": True,
+            "role": "supernode",
+            "node_id": self.certificate.node_id,
+            "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "certificate_expires_at": self.certificate.expires_at,
+        }
+
+    async def close(self) -> None:
+        """Stop serving."""
+        if self.housekeeping is not None:
+            self.housekeeping.cancel()
+        self.endpoint.close()
+        await asyncio.sleep(0)
+
+
+async def _certificate(
+    data_dir: Path,
+    keys: IdentityKeys,
+    login_server: Address,
+    ls_key: bytes,
+    token: str | None,
+    public_address: Address | None,
+) -> SupernodeCertificate:
+    cert = _stored_certificate(data_dir, ls_key)
+    if cert is None:
+        if token is None:
+            raise SupernodeError(
+                "no supernode certificate yet: start once with --enroll-token "
+                "(from 'hopline loginserver enroll')"
+            )
+        cert = await enroll(login_server, ls_key, keys, token, public_address)
+        log.info("enrolled as %s", cert.node_id)
+    elif _needs_renewal(cert, time.time()):
+        cert = await renew(login_server, ls_key, keys, cert, public_address)
+        log.info("certificate renewed until %d", cert.expires_at)
+    write_private(data_dir / CERT_FILE, cert.certificate)
+    return cert
+
+
+async def _unsupported(pc: PeerConnection, message: Message) -> Message | None:
+    raise ServiceError(ErrorCode.BAD_REQUEST, f"this supernode does not serve {message.NAME!r}")
