@@ -20,7 +20,7 @@ def demo_command(
 ) -> None:
     """Start a Hopline network as separate processes and walk through what it can do."""
     out = human(as_json)
-    out.print("[bold]Hopline demo[/]: a login server and two users on this machine\n")
+    out.print("[bold]Hopline demo[/]: a login server, three supernodes and two users here\n")
 
     def show(step: Step) -> None:
         mark = "[green]ok[/]" if step.ok else "[red]FAILED[/]"

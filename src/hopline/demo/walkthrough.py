@@ -1,7 +1,7 @@
 """The steps of ``hopline demo``, each timed and checked.
 
-Today the network has a login server; the walkthrough grows as supernodes,
-calls and messages arrive. Every step does the real thing: separate
+Today the network has a login server and supernodes; the walkthrough grows
+as the directory, calls and messages arrive. Every step does the real thing: separate
 processes on loopback, real sockets, the real CLI, and checks its result.
 A failed step is reported, and the demo exits non-zero.
 """
@@ -26,8 +26,8 @@ from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, hopline_command
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint, PeerConnection
-from hopline.wire import Address
-from hopline.wire.commands import Ping, Pong
+from hopline.wire import Address, decode, encode
+from hopline.wire.commands import Echo, Forward, Ping, Pong
 
 PASSWORD = "demo passphrase for hopline"  # noqa: S105 -- a throwaway demo account
 USERS = (("alice", "Alice Liddell", "Oxford", "GB"), ("bob", "Bob Marley", "Kingston", "JM"))
@@ -81,6 +81,61 @@ class Walkthrough:
         )
         self.facts["ls"] = proc
         return f"pid {proc.pid}, {proc.ready['listen']}, key {proc.ready['public_key'][:12]}…"
+
+    def start_supernodes(self, cluster: Cluster, count: int = 3) -> str:
+        ls: Proc = self.facts["ls"]
+        started = []
+        for n in range(1, count + 1):
+            token = subprocess.run(
+                hopline_command("loginserver", "enroll", "--data-dir", str(self.workdir / "ls")),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout.strip()
+            args = [
+                *("supernode", "--listen", "127.0.0.1:0"),
+                *("--login-server", ls.ready["listen"], "--ls-key", ls.ready["public_key"]),
+                *("--data-dir", str(self.workdir / f"sn{n}"), "--enroll-token", token),
+            ]
+            started.append(cluster.start(f"sn{n}", args))
+        self.facts["supernodes"] = started
+        return ", ".join(f"{p.ready['node_id']} on {p.ready['listen']}" for p in started)
+
+    def relay_message(self) -> str:
+        return asyncio.run(self._relay_message())
+
+    async def _relay_message(self) -> str:
+        supernode: Proc = self.facts["supernodes"][0]
+        address = Address.parse(supernode.ready["listen"]).as_tuple()
+        expect = Expectation(role=Role.SUPERNODE, subject=supernode.ready["node_id"])
+        endpoints = {user: self._endpoint(user) for user in ("alice", "bob")}
+        try:
+            links = {u: await e.connect(address, expect) for u, e in endpoints.items()}
+            started = time.perf_counter()
+            inner = encode(Echo(data=b"hello from alice"))
+            links["alice"].notify(Forward(payload=inner, to_user="bob"))
+            got = await asyncio.wait_for(links["bob"].incoming.get(), 5)
+            ms = (time.perf_counter() - started) * 1000
+        finally:
+            for endpoint in endpoints.values():
+                endpoint.close()
+        if not isinstance(got, Forward) or got.from_user != "alice":
+            raise StepFailed(f"bob got {got!r}")
+        inner_message = decode(got.payload)
+        if not isinstance(inner_message, Echo):
+            raise StepFailed(f"bob got {inner_message!r}")
+        via = supernode.ready["node_id"]
+        return f"bob got {inner_message.data!r} from {got.from_user} via {via} in {ms:.1f} ms"
+
+    def _endpoint(self, user: str) -> Endpoint:
+        ls: Proc = self.facts["ls"]
+        profile = Profile.open(self.workdir / user, create=False)
+        return Endpoint(
+            static=profile.keys.static,
+            certificate=profile.certificate,
+            verifier=CertificateVerifier(parse_ls_key(ls.ready["public_key"])),
+        )
 
     def cli(self, *args: str) -> dict[str, Any]:
         done = subprocess.run(
@@ -148,12 +203,7 @@ class Walkthrough:
 
     async def _wire_exchange(self) -> str:
         ls: Proc = self.facts["ls"]
-        profile = Profile.open(self.workdir / "alice", create=False)
-        endpoint = Endpoint(
-            static=profile.keys.static,
-            certificate=profile.certificate,
-            verifier=CertificateVerifier(parse_ls_key(ls.ready["public_key"])),
-        )
+        endpoint = self._endpoint("alice")
         try:
             started = time.perf_counter()
             pc = await endpoint.connect(
@@ -202,6 +252,8 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("verify certificates", walk.verify_certificates),
             ("secure wire exchange", walk.wire_exchange),
             ("wrong password refused", walk.wrong_password),
+            ("start 3 supernodes", partial(walk.start_supernodes, cluster)),
+            ("message via a supernode", walk.relay_message),
         ]
         for name, action in plan:
             if not walk.run(name, action):
