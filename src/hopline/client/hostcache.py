@@ -242,26 +242,38 @@ class HostCache:
         """Add addresses learned from ``source``; return how many were new and kept.
 
         Known addresses keep their history; a manual merge marks them manual.
+        Addresses of one merge never evict each other: when the cache fills up,
+        the first ones (the sender's best) stay.
         """
-        added = 0
+        added: set[Address] = set()
         for address in addresses:
             entry = self._entries.get(address)
             if entry is not None:
                 if source is Source.MANUAL:
                     entry.source = source
-            elif self._admit(address, source, now) is not None:
-                added += 1
-        return added
+            elif self._admit(address, source, now, keep=added) is not None:
+                added.add(address)
+        return len(added)
 
     def remove(self, address: Address) -> bool:
         """Forget ``address``; whether it was cached."""
         return self._entries.pop(address, None) is not None
 
     def _admit(
-        self, address: Address, source: Source, now: float, *, success: bool = False
+        self,
+        address: Address,
+        source: Source,
+        now: float,
+        *,
+        success: bool = False,
+        keep: set[Address] | None = None,
     ) -> HostEntry | None:
         if len(self._entries) >= self.policy.capacity:
-            victims = [e for e in self._entries.values() if self._evictable(e, source, now, success)]
+            victims = [
+                e
+                for e in self._entries.values()
+                if self._evictable(e, source, now, success) and e.address not in (keep or ())
+            ]
             if not victims:
                 return None
             del self._entries[min(victims, key=_eviction_key).address]
