@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from hopline.client import account
 from hopline.client.profile import Profile, parse_ls_key
 from hopline.crypto.keys import IdentityKeys
-from hopline.demo.cluster import Cluster, Proc, hopline_command
+from hopline.demo.cluster import Cluster, Proc, enrollment_token
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import ConnectionLost, RequestError
 from hopline.supernode.enrollment import enroll, renew
@@ -27,16 +26,7 @@ def server(tmp_path: Path) -> Iterator[Proc]:
 
 
 def new_token(tmp_path: Path) -> str:
-    done = subprocess.run(
-        hopline_command("loginserver", "enroll", "--data-dir", str(tmp_path / "ls")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    token = done.stdout.strip()
-    assert len(token) >= 32
-    return token
+    return enrollment_token(tmp_path / "ls")
 
 
 async def test_enroll_renew_and_bootstrap(server: Proc, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hopline.client import account
 from hopline.client.profile import Profile, parse_ls_key
 from hopline.connection import Expectation
-from hopline.demo.cluster import Cluster, Proc, hopline_command
+from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint
 from hopline.wire import Address, decode, encode
@@ -35,14 +35,7 @@ def login_server(cluster: Cluster, tmp_path: Path) -> Proc:
 
 
 def token(tmp_path: Path) -> str:
-    done = subprocess.run(
-        hopline_command("loginserver", "enroll", "--data-dir", str(tmp_path / "ls")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip()
+    return enrollment_token(tmp_path / "ls")
 
 
 def supernode_args(ls: Proc, data_dir: Path) -> list[str]:

@@ -60,6 +60,18 @@ def hopline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "hopline", *args]
 
 
+def enrollment_token(ls_data_dir: Path) -> str:
+    """A one-time supernode token, as an operator gets it: ``hopline loginserver enroll``."""
+    done = subprocess.run(
+        hopline_command("loginserver", "enroll", "--data-dir", str(ls_data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 class Cluster:
     """A set of Hopline processes that are stopped together."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from hopline.client.profile import Profile, parse_ls_key
 from hopline.connection import Expectation
-from hopline.demo.cluster import Cluster, Proc, hopline_command
+from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint, PeerConnection
 from hopline.wire import Address, decode, encode
@@ -86,13 +86,7 @@ class Walkthrough:
         ls: Proc = self.facts["ls"]
         started = []
         for n in range(1, count + 1):
-            token = subprocess.run(
-                hopline_command("loginserver", "enroll", "--data-dir", str(self.workdir / "ls")),
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            ).stdout.strip()
+            token = enrollment_token(self.workdir / "ls")
             args = [
                 *("supernode", "--listen", "127.0.0.1:0"),
                 *("--login-server", ls.ready["listen"], "--ls-key", ls.ready["public_key"]),

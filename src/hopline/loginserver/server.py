@@ -118,9 +118,7 @@ class LoginServer:
             accept=Expectation(anonymous_ok=True),
             handler=on_request,
         )
-        host, port = listen.as_tuple()
-        address = await endpoint.open_udp(host, port)
-        await endpoint.open_tcp(host, address[1])
+        address = await endpoint.listen(listen)
         server = cls(keys, database, service, endpoint, address)
         server.housekeeping = asyncio.get_running_loop().create_task(server._prune_forever())
         return server
@@ -134,12 +132,10 @@ class LoginServer:
 
     def ready_report(self) -> dict[str, Any]:
         """The one JSON line printed when the server is ready."""
-        host, port = self.address
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return {
             "ready": True,
             "role": "loginserver",
-            "listen": shown,
+            "listen": str(Address.of(*self.address)),
             "public_key": public_key_text(self.keys),
             "database": self.database.dialect,
         }

@@ -123,6 +123,13 @@ class Endpoint:
         sockname = transport.get_extra_info("sockname")
         return (sockname[0], sockname[1])
 
+    async def listen(self, address: Address) -> Addr:
+        """Serve on UDP and TCP on the same port (port 0: any); return the address."""
+        host, port = address.as_tuple()
+        bound = await self.open_udp(host, port)
+        await self.open_tcp(host, bound[1])
+        return bound
+
     async def open_tcp(self, host: str, port: int) -> Addr:
         """Listen for TCP connections (for peers whose UDP is blocked)."""
         self._tcp = await asyncio.start_server(partial(serve_tcp, self), host, port)

@@ -107,9 +107,7 @@ class Supernode:
             handler=_unsupported,
             forwarding=True,
         )
-        host, port = listen.as_tuple()
-        address = await endpoint.open_udp(host, port)
-        await endpoint.open_tcp(host, address[1])
+        address = await endpoint.listen(listen)
         node = cls(data_dir, keys, login_server, ls_key, public_address, cert, endpoint, address)
         node.save_identity()
         node.housekeeping = asyncio.get_running_loop().create_task(node._renew_forever())
@@ -137,12 +135,11 @@ class Supernode:
 
     def ready_report(self) -> dict[str, Any]:
         """The one JSON line printed when the node is ready."""
-        host, port = self.address
         return {
             "ready": True,
             "role": "supernode",
             "node_id": self.certificate.node_id,
-            "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "listen": str(Address.of(*self.address)),
             "certificate_expires_at": self.certificate.expires_at,
         }
 
