@@ -65,7 +65,9 @@ def _encoded(members: Iterable[str]) -> list[tuple[str, bytes]]:
     return [(node, node.encode("utf-8")) for node in sorted(set(members))]
 
 
-def owners(slot: int, members: Iterable[str], replication: int = DEFAULT_REPLICATION) -> tuple[str, ...]:
+def owners(
+    slot: int, members: Iterable[str], replication: int = DEFAULT_REPLICATION
+) -> tuple[str, ...]:
     """The ``replication`` owners of ``slot`` among ``members``, primary first."""
     if replication < 1:
         raise ValueError("replication must be at least 1")
@@ -128,14 +130,12 @@ class OwnershipMap:
         """The slot-replicas that move when membership goes from ``self`` to ``new``."""
         if (new.slots, new.replication) != (self.slots, self.replication):
             raise ValueError("maps differ in slot count or replication")
-        moves = []
+        moves: list[Transfer] = []
         for slot, (before, after) in enumerate(zip(self.table, new.table, strict=True)):
             if before == after:
                 continue
             sources = tuple(node for node in before if node in new.members)
-            moves.extend(
-                Transfer(slot, sources, node) for node in after if node not in before
-            )
+            moves.extend(Transfer(slot, sources, node) for node in after if node not in before)
         return moves
 
 

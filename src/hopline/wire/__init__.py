@@ -17,10 +17,12 @@ Modules: :mod:`~hopline.wire.varint` (integers), :mod:`~hopline.wire.types`
 (type codes, :class:`Address`), :mod:`~hopline.wire.objects` (object layout,
 limits), :mod:`~hopline.wire.schema` (the table machinery),
 :mod:`~hopline.wire.codec` (whole messages), :mod:`~hopline.wire.commands`
-(the table), :mod:`~hopline.wire.jsonform` (JSON and the dissector).
+(the table: link, login server, presence, calls), :mod:`~hopline.wire.membership`
+(supernode membership), :mod:`~hopline.wire.directory` (lookups, replicas,
+search), :mod:`~hopline.wire.jsonform` (JSON and the dissector).
 """
 
-from hopline.wire import commands
+from hopline.wire import commands, directory, membership  # importing registers the table
 from hopline.wire.codec import (
     VERSION,
     Header,
@@ -82,6 +84,8 @@ __all__ = [
     "WireError",
     "WrongType",
     "commands",
+    "directory",
+    "membership",
     "decode",
     "decode_raw",
     "decode_record",

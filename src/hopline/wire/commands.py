@@ -16,6 +16,10 @@ range          layer
 0x00A0-0x00AF  file transfer
 =============  ==========================================
 
+Membership (0x0020-0x002F) lives in :mod:`hopline.wire.membership` and the
+directory's own commands (0x0031-0x004F) in :mod:`hopline.wire.directory`;
+importing :mod:`hopline.wire` registers all of them in one table.
+
 Replies reuse the request's command id with kind ``REPLY``. Any request may be
 answered by an :class:`ErrorReply` (kind ``ERROR``, the failed command's id in
 the header). docs/protocol.md lists every row; a test checks the two agree.

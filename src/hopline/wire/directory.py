@@ -79,9 +79,7 @@ class DirectoryLookupReply(Message, command=0x0031, kind=Kind.REPLY, name="direc
 class StoreReplica(Message, command=0x0032, kind=Kind.REQUEST, name="directory.replica"):
     """SN to SN: store these records (each verified again by the receiver)."""
 
-    records: tuple[PresenceRecord, ...] = param(
-        1, OBJECTS, record=PresenceRecord, repeated=True
-    )
+    records: tuple[PresenceRecord, ...] = param(1, OBJECTS, record=PresenceRecord, repeated=True)
 
 
 class StoreReplicaReply(Message, command=0x0032, kind=Kind.REPLY, name="directory.replica"):
@@ -100,9 +98,7 @@ class HandoverBatch(Message, command=0x0033, kind=Kind.REQUEST, name="directory.
     """
 
     slot: int = param(1, UINT)
-    records: tuple[PresenceRecord, ...] = param(
-        2, OBJECTS, record=PresenceRecord, repeated=True
-    )
+    records: tuple[PresenceRecord, ...] = param(2, OBJECTS, record=PresenceRecord, repeated=True)
     epoch: int = param(3, UINT, default=0)
     last: int = param(4, UINT, default=1, doc="1 on the final batch of the slot")
 
@@ -127,9 +123,7 @@ class SlotFetchReply(Message, command=0x0034, kind=Kind.REPLY, name="directory.f
     """One page of a slot's records; ``next_cursor`` is absent on the last page."""
 
     slot: int = param(1, UINT)
-    records: tuple[PresenceRecord, ...] = param(
-        2, OBJECTS, record=PresenceRecord, repeated=True
-    )
+    records: tuple[PresenceRecord, ...] = param(2, OBJECTS, record=PresenceRecord, repeated=True)
     next_cursor: str | None = param(3, STRING, default=None)
 
 
