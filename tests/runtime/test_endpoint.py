@@ -209,3 +209,35 @@ async def test_a_restarted_client_replaces_its_old_session(authority: TestAuthor
         second.close()
     finally:
         server.close()
+
+
+async def test_simultaneous_open_yields_one_connection_each_way(authority: TestAuthority) -> None:
+    nodes = []
+    for name in ("sn-a", "sn-b"):
+        ident = authority.identity(Role.SUPERNODE, name)
+        node = Endpoint(
+            static=ident.static,
+            certificate=ident.certificate,
+            verifier=authority.verifier(),
+            accept=Expectation(role=Role.SUPERNODE),
+            handler=echo_handler,
+        )
+        await node.open_udp("127.0.0.1", 0)
+        nodes.append(node)
+    a, b = nodes
+    assert a.local_address is not None and b.local_address is not None
+    try:
+        started = time.monotonic()
+        to_b, to_a = await asyncio.gather(
+            a.connect(b.local_address, Expectation(role=Role.SUPERNODE, subject="sn-b")),
+            b.connect(a.local_address, Expectation(role=Role.SUPERNODE, subject="sn-a")),
+        )
+        assert time.monotonic() - started < 3
+        assert to_b.peer is not None and to_b.peer.name == "sn-b"
+        assert to_a.peer is not None and to_a.peer.name == "sn-a"
+        reply = await to_b.request(Echo(data=b"x"))
+        assert isinstance(reply, EchoReply)
+        assert len(a.connections) == 1 and len(b.connections) == 1
+    finally:
+        a.close()
+        b.close()

@@ -202,6 +202,13 @@ class Connection:
         return self.state is State.ESTABLISHED
 
     @property
+    def sent_init(self) -> bytes | None:
+        """Our init, while we are an initiator still waiting for the response."""
+        if self.initiator and self.state is State.HANDSHAKING:
+            return self._hs.last_sent
+        return None
+
+    @property
     def link(self) -> Link:
         """The link under this connection (for statistics)."""
         return self._link
@@ -265,11 +272,11 @@ class Connection:
             return self._open(data, now) or self._on_repeat(data, now)
         if self._on_repeat(data, now):
             return True
+        if hs.looks_like_init(data):
+            return False  # another init from this address: a restart or a simultaneous open
         if self.initiator:
             self._on_response(data, now)
             return True
-        if hs.looks_like_init(data):
-            return False  # a different init from this address
         self._on_finish(data, now)
         return True
 

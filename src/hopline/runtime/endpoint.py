@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("hopline.endpoint")
+SUPERSEDED = "superseded"  # our init lost a simultaneous open; the peer's took over
 Handler = Callable[[PeerConnection, Message], Awaitable[Message | None]]
 
 
@@ -178,11 +179,29 @@ class Endpoint:
             pc = self._add("udp", address, core)
         pc.service()
         try:
-            await asyncio.wait_for(asyncio.shield(pc.established), timeout)
+            key = ("tcp" if tcp else "udp", address)
+            return await asyncio.wait_for(self._established(key, pc, expect), timeout)
         except TimeoutError:
             pc.close()
             raise ConnectError("timeout") from None
-        return pc
+
+    async def _established(
+        self, key: tuple[str, Addr], pc: PeerConnection, expect: Expectation
+    ) -> PeerConnection:
+        """Wait for ``pc``, or for the connection that superseded it (simultaneous open)."""
+        while True:
+            try:
+                await asyncio.shield(pc.established)
+            except ConnectError as exc:
+                successor = self.connections.get(key)
+                if exc.reason != SUPERSEDED or successor is None or successor is pc:
+                    raise
+                pc = successor
+                continue
+            if not _satisfies(expect, pc):
+                pc.close()
+                raise ConnectError("certificate:unexpected-peer")
+            return pc
 
     def _add(self, kind: str, address: Addr, core: Connection) -> PeerConnection:
         """Track a new connection; an established one to the same address stays
@@ -239,9 +258,26 @@ class Endpoint:
         if not hs.looks_like_init(data):
             self.dropped["unknown-peer" if key not in self.connections else "unreadable"] += 1
             return
+        if not self._yield_to(key, data):
+            return
         accepted = self.accept_handshake(data, address, "udp")
         if accepted is not None:
             accepted.service()
+
+    def _yield_to(self, key: tuple[str, Addr], init: bytes) -> bool:
+        """Simultaneous open: both sides sent an init. Both see the same two
+        inits, so the sender of the larger one stays initiator and the other
+        side abandons its own attempt and answers. True: accept ``init``."""
+        ours = self.connections.get(key)
+        sent = ours.core.sent_init if ours is not None else None
+        if ours is None or sent is None:
+            return True
+        if sent > init:
+            self.dropped["simultaneous-open"] += 1  # the peer will answer ours
+            return False
+        ours.core.close(time.time(), SUPERSEDED)
+        ours.service()
+        return True
 
     def accept_handshake(self, data: bytes, address: Addr, kind: str) -> PeerConnection | None:
         """A responder connection for a handshake init, or None (counted) if refused."""
@@ -336,6 +372,19 @@ class Endpoint:
             self.dropped["reply-after-close"] += 1  # the peer left before we answered
             return
         pc.service()
+
+
+def _satisfies(expect: Expectation, pc: PeerConnection) -> bool:
+    """Whether a connection the peer opened proves what our caller expected."""
+    peer = pc.peer
+    if peer is None or peer.certificate is None:
+        return expect.anonymous_ok
+    body = peer.certificate.body
+    return (
+        (expect.role is None or body.role == expect.role)
+        and (expect.subject is None or body.subject == expect.subject.lower())
+        and (expect.static_key is None or peer.static_key == expect.static_key)
+    )
 
 
 def _never_send(datagram: bytes) -> None:
