@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,50 @@ def test_a_used_token_is_refused_at_start(
     )
     assert done.returncode == 1 and "certificate" in done.stderr
     assert time.monotonic() - started < 30
+
+
+def scrape(metrics: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def wait_for(predicate: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_three_supernodes_form_an_overlay_and_detect_a_crash(
+    cluster: Cluster, login_server: Proc, tmp_path: Path
+) -> None:
+    nodes: list[Proc] = []
+    for n in range(3):
+        args = [
+            *supernode_args(login_server, tmp_path / f"sn{n}"),
+            *("--enroll-token", token(tmp_path), "--metrics", "127.0.0.1:0"),
+        ]
+        if nodes:
+            args += ["--join", nodes[0].ready["listen"]]
+        nodes.append(cluster.start(f"sn{n}", args))
+
+    def members(proc: Proc) -> float:
+        return scrape(proc.ready["metrics"]).get("hopline_supernode_members", 0)
+
+    assert wait_for(lambda: all(members(p) == 3 for p in nodes), 30), [members(p) for p in nodes]
+    connections = scrape(nodes[0].ready["metrics"])
+    assert connections.get('hopline_supernode_connections{role="supernode"}', 0) >= 2
+
+    nodes[2].kill()  # SIGKILL: no goodbye
+    survivors = nodes[:2]
+    assert wait_for(lambda: all(members(p) == 2 for p in survivors), 40), [
+        members(p) for p in survivors
+    ]

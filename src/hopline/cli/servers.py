@@ -146,17 +146,28 @@ async def _serve_supernode(
     data_dir: Path,
     token: str | None,
     public_address: str | None,
+    join: list[str],
+    metrics: str | None,
 ) -> None:
     try:
         address = parse_address(listen, "--listen")
         ls_address = parse_address(login_server, "--login-server")
         key = parse_ls_key(ls_key)
         public = parse_address(public_address, "--public-address") if public_address else None
+        seeds = [parse_address(seed, "--join") for seed in join]
+        metrics_at = parse_address(metrics, "--metrics") if metrics else None
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     try:
         node = await Supernode.start(
-            address, ls_address, key, data_dir, token=token, public_address=public
+            address,
+            ls_address,
+            key,
+            data_dir,
+            token=token,
+            public_address=public,
+            join=seeds,
+            metrics=metrics_at,
         )
     except SupernodeError as exc:
         raise UsageError(str(exc)) from None
@@ -185,7 +196,24 @@ def supernode_command(
     public_address: Annotated[
         str | None, typer.Option("--public-address", help="HOST:PORT clients should use")
     ] = None,
+    join: Annotated[
+        list[str] | None, typer.Option("--join", help="a supernode to join through (repeatable)")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option("--metrics", help="serve Prometheus metrics on HOST:PORT")
+    ] = None,
 ) -> None:
     """Run a supernode in the foreground (Ctrl-C or SIGTERM stops it)."""
     setup_logging()
-    run_loop(_serve_supernode(listen, login_server, ls_key, data_dir, enroll_token, public_address))
+    run_loop(
+        _serve_supernode(
+            listen,
+            login_server,
+            ls_key,
+            data_dir,
+            enroll_token,
+            public_address,
+            join or [],
+            metrics,
+        )
+    )

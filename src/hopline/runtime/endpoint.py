@@ -93,6 +93,7 @@ class Endpoint:
         config: ConnectionConfig | None = None,
         max_handshakes: int = 1024,
         forwarding: bool = False,
+        datagram_handler: Callable[[PeerConnection, bytes], None] | None = None,
     ) -> None:
         self.static, self.certificate, self.verifier = static, certificate, verifier
         self.accept_expectation = accept
@@ -100,6 +101,7 @@ class Endpoint:
         self.config = config or ConnectionConfig()
         self.max_handshakes = max_handshakes
         self.forwarding = forwarding
+        self.datagram_handler = datagram_handler
         self.own_name = parse_certificate(certificate)[0].subject if certificate else None
         self.dropped: Counter[str] = Counter()
         self.forwarded = 0
@@ -337,6 +339,13 @@ class Endpoint:
         else:
             self.forwarded += 1
         return True
+
+    def on_datagram(self, pc: PeerConnection, data: bytes) -> None:
+        """An unreliable-channel datagram: to the datagram handler, or queued."""
+        if self.datagram_handler is not None:
+            self.datagram_handler(pc, data)
+        else:
+            self.queue(pc.media, data, "media-overflow")
 
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""

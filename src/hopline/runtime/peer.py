@@ -45,6 +45,9 @@ class Owner(Protocol):
     def on_message(self, pc: PeerConnection, message: Message) -> None:
         """A request or notice arrived."""
 
+    def on_datagram(self, pc: PeerConnection, data: bytes) -> None:
+        """A datagram arrived on the unreliable channel."""
+
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""
 
@@ -187,7 +190,7 @@ class PeerConnection:
         elif isinstance(event, RequestFailed):
             self._fail(event.request_id, event.reason)
         elif isinstance(event, MediaReceived):
-            self.endpoint.queue(self.media, event.data, "media-overflow")
+            self.endpoint.on_datagram(self, event.data)
         elif isinstance(event, Closed):
             self._on_closed(event.reason)
 

@@ -22,21 +22,26 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from hopline.client.profile import format_ls_key, write_private
 from hopline.connection import Expectation
 from hopline.crypto.keys import IdentityKeys
-from hopline.identity import CertificateError, CertificateVerifier, parse_certificate
+from hopline.identity import CertificateError, CertificateVerifier, Role, parse_certificate
 from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
 from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
+from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
+from hopline.supernode.overlay import OverlayNode
 from hopline.wire import Address, ErrorCode, Message
 
 log = logging.getLogger("hopline.supernode")
 KEY_FILE, CERT_FILE, NODE_FILE = "supernode.key", "certificate", "node.json"
 RENEW_CHECK_S = 3600.0
+LEAVE_GRACE_S = 0.2
 
 
 class SupernodeError(Exception):
@@ -83,7 +88,10 @@ class Supernode:
     certificate: SupernodeCertificate
     endpoint: Endpoint
     address: tuple[str, int]
+    overlay: OverlayNode
     housekeeping: asyncio.Task[None] | None = None
+    metrics: SnapshotCollector | None = None
+    metrics_server: WSGIServer | None = None
 
     @classmethod
     async def start(
@@ -95,8 +103,10 @@ class Supernode:
         *,
         token: str | None = None,
         public_address: Address | None = None,
+        join: list[Address] | None = None,
+        metrics: Address | None = None,
     ) -> Supernode:
-        """Enroll or renew as needed, then listen on UDP and TCP."""
+        """Enroll or renew as needed, listen on UDP and TCP, join the overlay."""
         keys = _load_keys(data_dir)
         cert = await _certificate(data_dir, keys, login_server, ls_key, token, public_address)
         endpoint = Endpoint(
@@ -108,9 +118,16 @@ class Supernode:
             forwarding=True,
         )
         address = await endpoint.listen(listen)
-        node = cls(data_dir, keys, login_server, ls_key, public_address, cert, endpoint, address)
+        advertised = public_address or Address.of(*address)
+        overlay = OverlayNode(endpoint, cert.node_id, advertised)
+        node = cls(
+            data_dir, keys, login_server, ls_key, public_address, cert, endpoint, address, overlay
+        )
         node.save_identity()
-        node.housekeeping = asyncio.get_running_loop().create_task(node._renew_forever())
+        if metrics is not None:
+            node.metrics, node.metrics_server = serve_metrics(*metrics.as_tuple())
+        overlay.join(join or [])
+        node.housekeeping = asyncio.get_running_loop().create_task(node._housekeeping())
         return node
 
     def save_identity(self) -> None:
@@ -122,32 +139,66 @@ class Supernode:
         }
         write_private(self.data_dir / NODE_FILE, json.dumps(doc, indent=2).encode())
 
-    async def _renew_forever(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Refresh the metrics snapshot every second; check the certificate hourly."""
+        checked = time.monotonic()
         while True:
-            await asyncio.sleep(RENEW_CHECK_S)
-            if _needs_renewal(self.certificate, time.time()):
-                self.certificate = await renew(
-                    self.login_server, self.ls_key, self.keys, self.certificate, self.public_address
-                )
-                write_private(self.data_dir / CERT_FILE, self.certificate.certificate)
-                self.endpoint.certificate = self.certificate.certificate
-                log.info("certificate renewed until %d", self.certificate.expires_at)
+            await asyncio.sleep(1.0)
+            self._publish_metrics()
+            if time.monotonic() - checked >= RENEW_CHECK_S:
+                checked = time.monotonic()
+                await self._renew_if_due()
+
+    def _publish_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        roles: Counter[str] = Counter()
+        for pc in self.endpoint.connections.values():
+            cert = pc.peer.certificate if pc.peer is not None else None
+            roles[Role(cert.role).name.lower() if cert is not None else "anonymous"] += 1
+        dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped)
+        self.metrics.snapshot = Snapshot(
+            members=len(self.overlay.members()),
+            connections=dict(roles),
+            forwarded=self.endpoint.forwarded,
+            dropped=dict(dropped),
+        )
+
+    async def _renew_if_due(self) -> None:
+        if not _needs_renewal(self.certificate, time.time()):
+            return
+        self.certificate = await renew(
+            self.login_server, self.ls_key, self.keys, self.certificate, self.public_address
+        )
+        write_private(self.data_dir / CERT_FILE, self.certificate.certificate)
+        self.endpoint.certificate = self.certificate.certificate
+        log.info("certificate renewed until %d", self.certificate.expires_at)
 
     def ready_report(self) -> dict[str, Any]:
         """The one JSON line printed when the node is ready."""
+        metrics = None
+        if self.metrics_server is not None:
+            host, port = self.metrics_server.server_address[:2]
+            metrics = str(Address.of(str(host), int(port)))
         return {
             "ready": True,
             "role": "supernode",
             "node_id": self.certificate.node_id,
+            "metrics": metrics,
             "listen": str(Address.of(*self.address)),
             "certificate_expires_at": self.certificate.expires_at,
         }
 
     async def close(self) -> None:
-        """Stop serving."""
+        """Leave the overlay (so others learn at once), then stop serving."""
         if self.housekeeping is not None:
             self.housekeeping.cancel()
+        self.overlay.leave()
+        await asyncio.sleep(LEAVE_GRACE_S)
+        self.overlay.close()
         self.endpoint.close()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         await asyncio.sleep(0)
 
 

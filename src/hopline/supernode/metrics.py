@@ -1,0 +1,68 @@
+"""A Prometheus endpoint for supernode operators (``--metrics HOST:PORT``).
+
+The HTTP server (from ``prometheus_client``) answers scrapes on its own
+thread. To keep it away from state the event loop is changing, the node
+publishes an immutable :class:`Snapshot` every second and the collector
+only reads the latest one.
+
+Metrics (all prefixed ``hopline_supernode_``): ``members`` (overlay members
+seen alive or suspected, this node included), ``connections`` by peer role,
+``forwarded_total`` (envelopes passed on), ``dropped_total`` by reason
+(every datagram, message or envelope refused anywhere in the node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "hopline_supernode_"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a scrape reports."""
+
+    members: int = 0
+    connections: dict[str, int] = field(default_factory=dict)
+    forwarded: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+class SnapshotCollector(Collector):
+    """Turns the latest snapshot into metric families."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        """Called by the scrape thread; reads one immutable snapshot."""
+        snap = self.snapshot
+        yield GaugeMetricFamily(
+            PREFIX + "members", "overlay members alive or suspected", snap.members
+        )
+        connections = GaugeMetricFamily(
+            PREFIX + "connections", "secure connections by peer role", labels=["role"]
+        )
+        for role, count in sorted(snap.connections.items()):
+            connections.add_metric([role], count)
+        yield connections
+        yield CounterMetricFamily(PREFIX + "forwarded", "envelopes forwarded", snap.forwarded)
+        dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
+        for reason, count in sorted(snap.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
+
+
+def serve_metrics(host: str, port: int) -> tuple[SnapshotCollector, WSGIServer]:
+    """Start the HTTP endpoint; return the collector to update and the server."""
+    registry = CollectorRegistry()
+    collector = SnapshotCollector()
+    registry.register(collector)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return collector, server
