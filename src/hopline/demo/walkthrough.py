@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -84,17 +85,32 @@ class Walkthrough:
 
     def start_supernodes(self, cluster: Cluster, count: int = 3) -> str:
         ls: Proc = self.facts["ls"]
-        started = []
+        started: list[Proc] = []
         for n in range(1, count + 1):
             token = enrollment_token(self.workdir / "ls")
             args = [
                 *("supernode", "--listen", "127.0.0.1:0"),
                 *("--login-server", ls.ready["listen"], "--ls-key", ls.ready["public_key"]),
                 *("--data-dir", str(self.workdir / f"sn{n}"), "--enroll-token", token),
+                *("--metrics", "127.0.0.1:0"),
             ]
+            if started:
+                args += ["--join", started[0].ready["listen"]]
             started.append(cluster.start(f"sn{n}", args))
         self.facts["supernodes"] = started
         return ", ".join(f"{p.ready['node_id']} on {p.ready['listen']}" for p in started)
+
+    def overlay(self) -> str:
+        """Wait until every supernode sees all of them (read from their metrics)."""
+        nodes: list[Proc] = self.facts["supernodes"]
+        deadline = time.monotonic() + 30
+        seen: list[float] = []
+        while time.monotonic() < deadline:
+            seen = [members_seen(p.ready["metrics"]) for p in nodes]
+            if all(count == len(nodes) for count in seen):
+                return f"each of the {len(nodes)} supernodes sees all {len(nodes)}"
+            time.sleep(0.2)
+        raise StepFailed(f"members seen: {seen}")
 
     def relay_message(self) -> str:
         return asyncio.run(self._relay_message())
@@ -228,6 +244,16 @@ class Walkthrough:
         return rtts
 
 
+def members_seen(metrics: str) -> float:
+    """The ``hopline_supernode_members`` gauge of a supernode's metrics endpoint."""
+    url = f"http://{metrics}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("hopline_supernode_members "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, list[Step]]:
     """Run every step; return (all passed, steps). Leaves no process behind."""
     with (
@@ -247,6 +273,7 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("secure wire exchange", walk.wire_exchange),
             ("wrong password refused", walk.wrong_password),
             ("start 3 supernodes", partial(walk.start_supernodes, cluster)),
+            ("supernodes form the overlay", walk.overlay),
             ("message via a supernode", walk.relay_message),
         ]
         for name, action in plan:
