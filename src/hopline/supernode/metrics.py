@@ -6,7 +6,8 @@ publishes an immutable :class:`Snapshot` every second and the collector
 only reads the latest one.
 
 Metrics (all prefixed ``hopline_supernode_``): ``members`` (overlay members
-seen alive or suspected, this node included), ``connections`` by peer role,
+seen alive or suspected, this node included), ``records`` (presence records
+held), ``lookups_total``, ``connections`` by peer role,
 ``forwarded_total`` (envelopes passed on), ``dropped_total`` by reason
 (every datagram, message or envelope refused anywhere in the node).
 """
@@ -29,6 +30,8 @@ class Snapshot:
     """What a scrape reports."""
 
     members: int = 0
+    records: int = 0
+    lookups: int = 0
     connections: dict[str, int] = field(default_factory=dict)
     forwarded: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
@@ -52,6 +55,8 @@ class SnapshotCollector(Collector):
         for role, count in sorted(snap.connections.items()):
             connections.add_metric([role], count)
         yield connections
+        yield GaugeMetricFamily(PREFIX + "records", "presence records held", snap.records)
+        yield CounterMetricFamily(PREFIX + "lookups", "directory lookups answered", snap.lookups)
         yield CounterMetricFamily(PREFIX + "forwarded", "envelopes forwarded", snap.forwarded)
         dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
         for reason, count in sorted(snap.dropped.items()):

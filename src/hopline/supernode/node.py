@@ -33,6 +33,7 @@ from hopline.connection import Expectation
 from hopline.crypto.keys import IdentityKeys
 from hopline.identity import CertificateError, CertificateVerifier, Role, parse_certificate
 from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
+from hopline.supernode.directory_service import DirectoryService
 from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
 from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
 from hopline.supernode.overlay import OverlayNode
@@ -89,6 +90,7 @@ class Supernode:
     endpoint: Endpoint
     address: tuple[str, int]
     overlay: OverlayNode
+    directory: DirectoryService
     housekeeping: asyncio.Task[None] | None = None
     metrics: SnapshotCollector | None = None
     metrics_server: WSGIServer | None = None
@@ -109,19 +111,38 @@ class Supernode:
         """Enroll or renew as needed, listen on UDP and TCP, join the overlay."""
         keys = _load_keys(data_dir)
         cert = await _certificate(data_dir, keys, login_server, ls_key, token, public_address)
+        services: list[DirectoryService] = []
+
+        async def on_request(pc: PeerConnection, message: Message) -> Message | None:
+            reply = await services[0].handle(pc, message)
+            if reply is None:
+                raise ServiceError(ErrorCode.BAD_REQUEST, f"not served here: {message.NAME!r}")
+            return reply
+
+        verifier = CertificateVerifier(ls_key)
         endpoint = Endpoint(
             static=keys.static,
             certificate=cert.certificate,
-            verifier=CertificateVerifier(ls_key),
+            verifier=verifier,
             accept=Expectation(),  # any role the login server certified
-            handler=_unsupported,
+            handler=on_request,
             forwarding=True,
         )
         address = await endpoint.listen(listen)
         advertised = public_address or Address.of(*address)
         overlay = OverlayNode(endpoint, cert.node_id, advertised)
+        services.append(DirectoryService(endpoint, overlay, verifier))
         node = cls(
-            data_dir, keys, login_server, ls_key, public_address, cert, endpoint, address, overlay
+            data_dir,
+            keys,
+            login_server,
+            ls_key,
+            public_address,
+            cert,
+            endpoint,
+            address,
+            overlay,
+            services[0],
         )
         node.save_identity()
         if metrics is not None:
@@ -156,9 +177,12 @@ class Supernode:
         for pc in self.endpoint.connections.values():
             cert = pc.peer.certificate if pc.peer is not None else None
             roles[Role(cert.role).name.lower() if cert is not None else "anonymous"] += 1
-        dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped)
+        refused = Counter({f"directory:{k}": v for k, v in self.directory.store.refused.items()})
+        dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped) + refused
         self.metrics.snapshot = Snapshot(
             members=len(self.overlay.members()),
+            records=len(self.directory.store),
+            lookups=self.directory.counters["lookups"],
             connections=dict(roles),
             forwarded=self.endpoint.forwarded,
             dropped=dict(dropped),
@@ -196,6 +220,7 @@ class Supernode:
         self.overlay.leave()
         await asyncio.sleep(LEAVE_GRACE_S)
         self.overlay.close()
+        self.directory.close()
         self.endpoint.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -224,7 +249,3 @@ async def _certificate(
         log.info("certificate renewed until %d", cert.expires_at)
     write_private(data_dir / CERT_FILE, cert.certificate)
     return cert
-
-
-async def _unsupported(pc: PeerConnection, message: Message) -> Message | None:
-    raise ServiceError(ErrorCode.BAD_REQUEST, f"this supernode does not serve {message.NAME!r}")

@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 from hopline.connection import Expectation
 from hopline.identity import Role
@@ -50,6 +51,7 @@ class OverlayNode:
         self._waiting: dict[Address, deque[Message]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_change: Callable[[], None] | None = None  # called after membership changes
         endpoint.datagram_handler = self.on_datagram
 
     def members(self) -> list[Member]:
@@ -102,8 +104,12 @@ class OverlayNode:
         now = time.time()
         for address, message in self.core.messages_to_send(now):
             self._send(address, message)
+        changed = False
         while (event := self.core.next_event()) is not None:
             log.info("membership: %s", event)
+            changed = True
+        if changed and self.on_change is not None:
+            self.on_change()
         self._arm()
 
     def _arm(self) -> None:
