@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hopline.client import account
-from hopline.client.profile import Profile, parse_ls_key
+from hopline.client.profile import Profile
 from hopline.connection import Expectation
-from hopline.demo.cluster import Cluster, Proc, enrollment_token
-from hopline.demo.walkthrough import members_seen
+from hopline.demo.cluster import Cluster, Proc
 from hopline.identity import CertificateVerifier, Role
 from hopline.overlay.slots import OwnershipMap
 from hopline.runtime.endpoint import Endpoint, RequestError
+from hopline.testing.network import logged_in
 from hopline.wire import Address
 from hopline.wire.commands import (
     DeviceRecord,
@@ -29,40 +27,12 @@ from hopline.wire.directory import DirectoryLookup, DirectoryLookupReply, Lookup
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture
-def network(tmp_path: Path) -> Iterator[tuple[Cluster, Proc, list[Proc]]]:
-    with Cluster(tmp_path / "logs") as cluster:
-        ls = cluster.start(
-            "ls", ["loginserver", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "ls")]
-        )
-        nodes: list[Proc] = []
-        for n in range(5):
-            args = [
-                *("supernode", "--listen", "127.0.0.1:0"),
-                *("--login-server", ls.ready["listen"], "--ls-key", ls.ready["public_key"]),
-                *("--data-dir", str(tmp_path / f"sn{n}")),
-                *("--enroll-token", enrollment_token(tmp_path / "ls")),
-                *("--metrics", "127.0.0.1:0"),
-            ]
-            if nodes:
-                args += ["--join", nodes[0].ready["listen"]]
-            nodes.append(cluster.start(f"sn{n}", args))
-        yield cluster, ls, nodes
-
-
-async def logged_in(tmp_path: Path, ls: Proc, name: str) -> tuple[Profile, Endpoint]:
-    profile = Profile.open(tmp_path / name)
-    profile.pin_login_server(
-        Address.parse(ls.ready["listen"]), parse_ls_key(ls.ready["public_key"])
-    )
-    await account.register(profile, name, PASSWORD)
-    await account.login(profile, name, PASSWORD)
-    endpoint = Endpoint(
+def endpoint_for(profile: Profile) -> Endpoint:
+    return Endpoint(
         static=profile.keys.static,
         certificate=profile.certificate,
         verifier=CertificateVerifier(profile.ls_key),
     )
-    return profile, endpoint
 
 
 def presence(profile: Profile, user: str, sequence: int) -> PresenceRecord:
@@ -80,25 +50,16 @@ def presence(profile: Profile, user: str, sequence: int) -> PresenceRecord:
     )
 
 
-def wait_overlay(nodes: list[Proc]) -> None:
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
-        if all(members_seen(p.ready["metrics"]) == len(nodes) for p in nodes):
-            return
-        time.sleep(0.2)
-    raise AssertionError("overlay did not converge")
-
-
 async def test_publish_then_look_up_in_one_hop_and_survive_an_owner_crash(
     network: tuple[Cluster, Proc, list[Proc]], tmp_path: Path
 ) -> None:
     _, ls, nodes = network
-    wait_overlay(nodes)
     ids = {p.ready["node_id"]: p for p in nodes}
     owners = OwnershipMap(sorted(ids), 3).owners_of_user("alice")
     outsiders = [p for node_id, p in ids.items() if node_id not in owners]
-    alice_profile, alice = await logged_in(tmp_path, ls, "alice")
-    _, bob = await logged_in(tmp_path, ls, "bob")
+    alice_profile = await logged_in(tmp_path, ls, "alice")
+    alice = endpoint_for(alice_profile)
+    bob = endpoint_for(await logged_in(tmp_path, ls, "bob"))
     try:
         home = nodes[0]
         to_home = await alice.connect(

@@ -19,8 +19,10 @@ from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import request_once
 from hopline.wire import Message
 from hopline.wire.commands import (
+    BootstrapReply,
     ChangePassword,
     DeleteAccount,
+    GetBootstrap,
     Login,
     LoginReply,
     Logout,
@@ -125,6 +127,16 @@ async def logout(profile: Profile) -> bool:
     had = profile.certificate is not None
     profile.forget_certificate()
     return had
+
+
+async def bootstrap(profile: Profile) -> list[str]:
+    """Supernodes the login server knows now (kept in the profile too)."""
+    reply = await _call(profile, GetBootstrap())
+    assert isinstance(reply, BootstrapReply)
+    addresses = [str(a) for a in reply.supernodes]
+    profile.config["bootstrap"] = addresses
+    profile.save_config()
+    return addresses
 
 
 async def change_password(profile: Profile, username: str, old: str, new: str) -> None:

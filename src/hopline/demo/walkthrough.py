@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from hopline.client.profile import Profile, parse_ls_key
+from hopline.client.session import ClientSession
 from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
 from hopline.wire import Address, decode, encode
 from hopline.wire.commands import Echo, Forward, Ping, Pong
+from hopline.wire.directory import LookupState
 
 PASSWORD = "demo passphrase for hopline"  # noqa: S105 -- a throwaway demo account
 USERS = (("alice", "Alice Liddell", "Oxford", "GB"), ("bob", "Bob Marley", "Kingston", "JM"))
@@ -69,7 +71,7 @@ class Walkthrough:
         started = time.perf_counter()
         try:
             detail = action()
-        except (StepFailed, OSError, subprocess.SubprocessError) as exc:
+        except (StepFailed, OSError, subprocess.SubprocessError, EndpointError) as exc:
             return self.record(name, started, False, str(exc)).ok
         return self.record(name, started, True, detail).ok
 
@@ -111,6 +113,31 @@ class Walkthrough:
                 return f"each of the {len(nodes)} supernodes sees all {len(nodes)}"
             time.sleep(0.2)
         raise StepFailed(f"members seen: {seen}")
+
+    def online_and_lookup(self) -> str:
+        return asyncio.run(self._online_and_lookup())
+
+    async def _online_and_lookup(self) -> str:
+        profiles = [Profile.open(self.workdir / u, create=False) for u in ("alice", "bob")]
+        sessions = [ClientSession(p) for p in profiles]
+        try:
+            started = time.perf_counter()
+            for session in sessions:
+                await session.connect()
+            online_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            found = await sessions[1].lookup("alice")
+            lookup_ms = (time.perf_counter() - started) * 1000
+        finally:
+            for session in sessions:
+                await session.close()
+        if found.state != LookupState.ONLINE or found.record is None:
+            raise StepFailed(f"alice not found: state {found.state}")
+        where = found.record.devices[0].endpoints[0].address
+        return (
+            f"both online (home race + presence) in {online_ms:.0f} ms; "
+            f"bob found alice at {where} in {lookup_ms:.1f} ms"
+        )
 
     def relay_message(self) -> str:
         return asyncio.run(self._relay_message())
@@ -274,6 +301,7 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("wrong password refused", walk.wrong_password),
             ("start 3 supernodes", partial(walk.start_supernodes, cluster)),
             ("supernodes form the overlay", walk.overlay),
+            ("go online, look up alice", walk.online_and_lookup),
             ("message via a supernode", walk.relay_message),
         ]
         for name, action in plan:

@@ -139,6 +139,11 @@ class Endpoint:
         sockname = self._tcp.sockets[0].getsockname()
         return (sockname[0], sockname[1])
 
+    def set_certificate(self, certificate: bytes | None) -> None:
+        """Present another certificate in future handshakes (after enrollment or renewal)."""
+        self.certificate = certificate
+        self.own_name = parse_certificate(certificate)[0].subject if certificate else None
+
     @property
     def local_address(self) -> Addr | None:
         """The UDP socket's address, once bound."""

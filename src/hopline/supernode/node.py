@@ -9,10 +9,11 @@ A supernode keeps its identity in its data dir:
 | ``node.json`` | node id, pinned login server address and key |
 
 On first start it needs a one-time enrollment token (``hopline loginserver
-enroll``); later starts reuse the stored certificate, renewing it when less
-than half its lifetime is left (and every :data:`RENEW_CHECK_S` while it
-runs), reporting its public address so the login server can hand it out as
-a bootstrap node. It serves certified users and supernodes over UDP and TCP
+enroll``); later starts reuse the stored certificate and renew it at once,
+and again when half its lifetime has passed (checked every
+:data:`RENEW_CHECK_S`). Enrollment and every renewal report the address the
+node listens on (or ``--public-address``), so the login server can hand it
+out to clients as a bootstrap node. It serves certified users and supernodes over UDP and TCP
 on one port, answers pings, and forwards envelopes between its peers.
 """
 
@@ -37,6 +38,7 @@ from hopline.supernode.directory_service import DirectoryService
 from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
 from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
 from hopline.supernode.overlay import OverlayNode
+from hopline.supernode.search_service import SearchService
 from hopline.wire import Address, ErrorCode, Message
 
 log = logging.getLogger("hopline.supernode")
@@ -91,6 +93,7 @@ class Supernode:
     address: tuple[str, int]
     overlay: OverlayNode
     directory: DirectoryService
+    search: SearchService
     housekeeping: asyncio.Task[None] | None = None
     metrics: SnapshotCollector | None = None
     metrics_server: WSGIServer | None = None
@@ -110,19 +113,19 @@ class Supernode:
     ) -> Supernode:
         """Enroll or renew as needed, listen on UDP and TCP, join the overlay."""
         keys = _load_keys(data_dir)
-        cert = await _certificate(data_dir, keys, login_server, ls_key, token, public_address)
-        services: list[DirectoryService] = []
+        services: list[DirectoryService | SearchService] = []
 
         async def on_request(pc: PeerConnection, message: Message) -> Message | None:
-            reply = await services[0].handle(pc, message)
-            if reply is None:
-                raise ServiceError(ErrorCode.BAD_REQUEST, f"not served here: {message.NAME!r}")
-            return reply
+            for service in services:
+                reply = await service.handle(pc, message)
+                if reply is not None:
+                    return reply
+            raise ServiceError(ErrorCode.BAD_REQUEST, f"not served here: {message.NAME!r}")
 
         verifier = CertificateVerifier(ls_key)
         endpoint = Endpoint(
             static=keys.static,
-            certificate=cert.certificate,
+            certificate=None,  # set below, once enrolled with the address we listen on
             verifier=verifier,
             accept=Expectation(),  # any role the login server certified
             handler=on_request,
@@ -130,8 +133,22 @@ class Supernode:
         )
         address = await endpoint.listen(listen)
         advertised = public_address or Address.of(*address)
+        try:
+            cert = await _certificate(data_dir, keys, login_server, ls_key, token, advertised)
+        except BaseException:
+            endpoint.close()
+            raise
+        endpoint.set_certificate(cert.certificate)
         overlay = OverlayNode(endpoint, cert.node_id, advertised)
-        services.append(DirectoryService(endpoint, overlay, verifier))
+        directory = DirectoryService(endpoint, overlay, verifier)
+        search = SearchService(endpoint, overlay)
+
+        def on_change() -> None:
+            directory.refresh()
+            search.refresh()
+
+        overlay.on_change = on_change
+        services += [directory, search]
         node = cls(
             data_dir,
             keys,
@@ -142,7 +159,8 @@ class Supernode:
             endpoint,
             address,
             overlay,
-            services[0],
+            directory,
+            search,
         )
         node.save_identity()
         if metrics is not None:
@@ -191,11 +209,12 @@ class Supernode:
     async def _renew_if_due(self) -> None:
         if not _needs_renewal(self.certificate, time.time()):
             return
+        advertised = self.public_address or Address.of(*self.address)
         self.certificate = await renew(
-            self.login_server, self.ls_key, self.keys, self.certificate, self.public_address
+            self.login_server, self.ls_key, self.keys, self.certificate, advertised
         )
         write_private(self.data_dir / CERT_FILE, self.certificate.certificate)
-        self.endpoint.certificate = self.certificate.certificate
+        self.endpoint.set_certificate(self.certificate.certificate)
         log.info("certificate renewed until %d", self.certificate.expires_at)
 
     def ready_report(self) -> dict[str, Any]:
@@ -221,6 +240,7 @@ class Supernode:
         await asyncio.sleep(LEAVE_GRACE_S)
         self.overlay.close()
         self.directory.close()
+        self.search.close()
         self.endpoint.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -244,7 +264,7 @@ async def _certificate(
             )
         cert = await enroll(login_server, ls_key, keys, token, public_address)
         log.info("enrolled as %s", cert.node_id)
-    elif _needs_renewal(cert, time.time()):
+    else:  # renewing at start also tells the login server where we are now
         cert = await renew(login_server, ls_key, keys, cert, public_address)
         log.info("certificate renewed until %d", cert.expires_at)
     write_private(data_dir / CERT_FILE, cert.certificate)

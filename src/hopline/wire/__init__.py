@@ -22,7 +22,12 @@ limits), :mod:`~hopline.wire.schema` (the table machinery),
 search), :mod:`~hopline.wire.jsonform` (JSON and the dissector).
 """
 
-from hopline.wire import commands, directory, membership  # importing registers the table
+from hopline.wire import (  # importing registers the whole table
+    commands,
+    directory,
+    membership,
+    search_replica,
+)
 from hopline.wire.codec import (
     VERSION,
     Header,
@@ -86,6 +91,7 @@ __all__ = [
     "commands",
     "directory",
     "membership",
+    "search_replica",
     "decode",
     "decode_raw",
     "decode_record",

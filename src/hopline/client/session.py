@@ -1,0 +1,208 @@
+"""A logged-in device on the network: its home supernode and its presence.
+
+:class:`ClientSession` is what the client daemon runs for one profile:
+
+1. **Home**: it races the best entries of the host cache (then bootstrap
+   supernodes: those the login server knows now, and those it handed out at
+   login) with
+   :func:`~hopline.client.race.race_connect`, and keeps the winner as its
+   home supernode; outcomes go into the cache, which is saved in the profile.
+2. **Presence**: it learns its public (server-reflexive) address from the
+   home's answer to a ping and publishes a presence record listing this
+   device: its certificate, static key and endpoints. The record's sequence
+   number grows with the clock, so a newer record always wins, even after a
+   restart.
+3. **Keeping it up**: it pings its home every :attr:`keepalive_s`; when a
+   ping fails or the connection closes, it marks the home failed in the
+   cache and re-homes through another race, then republishes. Presence is
+   refreshed before it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+from hopline.client import account
+from hopline.client.hostcache import HostCache
+from hopline.client.profile import Profile, ProfileError, parse_address
+from hopline.client.race import RaceConfig, race_connect
+from hopline.connection import Expectation
+from hopline.identity import CertificateVerifier, Role
+from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
+from hopline.wire import Address, Message
+from hopline.wire.commands import DeviceRecord, Ping, Pong, PresencePublish, PresenceRecord
+from hopline.wire.commands import Endpoint as EndpointRecord
+from hopline.wire.directory import DirectoryLookup, DirectoryLookupReply
+
+log = logging.getLogger("hopline.session")
+ONLINE = 1
+
+
+@dataclass
+class SessionConfig:
+    """Timers of a session."""
+
+    keepalive_s: float = 5.0
+    ping_timeout_s: float = 3.0
+    presence_ttl_s: int = 300
+    connect_timeout_s: float = 5.0
+    rehome_backoff_s: float = 1.0
+
+
+class ClientSession:
+    """One profile's presence on the network (see the module docstring)."""
+
+    def __init__(self, profile: Profile, config: SessionConfig | None = None) -> None:
+        if profile.certificate is None:
+            raise ProfileError("not logged in: run 'hopline login' first")
+        self.profile = profile
+        self.config = config or SessionConfig()
+        self.cache = HostCache.in_profile(profile.path)
+        self.endpoint = Endpoint(
+            static=profile.keys.static,
+            certificate=profile.certificate,
+            verifier=CertificateVerifier(profile.ls_key),
+        )
+        self.home: PeerConnection | None = None
+        self.home_address: Address | None = None
+        self.observed: Address | None = None
+        self.status = ONLINE
+        self.rehomes = 0
+        self._sequence = itertools.count(int(time.time() * 1000))
+        self._nonce = itertools.count(1)
+
+    @property
+    def user(self) -> str:
+        """The certified username."""
+        body = self.profile.certificate_body()
+        assert body is not None
+        return body.subject
+
+    # ------------------------------------------------------------ home
+
+    async def connect(self) -> PeerConnection:
+        """Race to a home supernode, learn our public address, publish presence."""
+        expect = Expectation(role=Role.SUPERNODE)
+        timeout = self.config.connect_timeout_s
+
+        async def attempt(address: Address, tcp: bool) -> PeerConnection:
+            return await self.endpoint.connect(address.as_tuple(), expect, tcp=tcp, timeout=timeout)
+
+        home, won = await race_connect(
+            self.cache, self._bootstrap, attempt, RaceConfig(), discard=PeerConnection.close
+        )
+        self.cache.save()
+        self.home, self.home_address = home, won.address
+        await self._learn_address()
+        await self.publish()
+        log.info("home supernode %s at %s", home.peer.name if home.peer else "?", won.address)
+        return home
+
+    async def _bootstrap(self) -> list[Address]:
+        """The login server's current supernodes, then those it gave at login."""
+        known = list(self.profile.config.get("bootstrap", []))
+        try:
+            fresh = await account.bootstrap(self.profile)
+        except EndpointError as exc:
+            log.warning("login server unreachable for bootstrap (%s)", exc)
+            fresh = []
+        return [parse_address(a) for a in dict.fromkeys(fresh + known)]
+
+    async def _learn_address(self) -> None:
+        pong = await self.request(Ping(nonce=next(self._nonce)))
+        if isinstance(pong, Pong) and pong.observed is not None:
+            self.observed = pong.observed
+
+    async def request(self, message: Message, timeout: float | None = None) -> Message:
+        """A request to the home supernode."""
+        if self.home is None:
+            raise EndpointError("no home supernode: call connect() first")
+        return await self.home.request(message, timeout=timeout)
+
+    # ------------------------------------------------------------ presence
+
+    def presence_record(self) -> PresenceRecord:
+        """This device's presence record, with a fresh sequence number."""
+        certificate = self.profile.certificate
+        assert certificate is not None
+        now = int(time.time())
+        endpoints = []
+        if self.observed is not None:
+            endpoints.append(EndpointRecord(address=self.observed, kind=1))
+        device = DeviceRecord(
+            device_id=self.profile.device_id,
+            identity_key=self.profile.keys.static.public,
+            certificate=certificate,
+            endpoints=tuple(endpoints),
+        )
+        return PresenceRecord(
+            user=self.user,
+            status=self.status,
+            devices=(device,),
+            last_seen=now,
+            expires=now + self.config.presence_ttl_s,
+            sequence=next(self._sequence),
+        )
+
+    async def publish(self) -> None:
+        """Publish (or refresh) this device's presence."""
+        await self.request(PresencePublish(record=self.presence_record()))
+
+    async def lookup(self, username: str) -> DirectoryLookupReply:
+        """Where is ``username``? (one overlay hop from the home supernode)."""
+        reply = await self.request(DirectoryLookup(username=username))
+        assert isinstance(reply, DirectoryLookupReply)
+        return reply
+
+    # ------------------------------------------------------------ keeping it up
+
+    async def run(self) -> None:
+        """Keep the home alive, refresh presence, re-home when the home dies."""
+        refresh_every = self.config.presence_ttl_s / 3
+        refreshed = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.keepalive_s)
+            if not await self._home_alive():
+                await self.rehome()
+                refreshed = time.monotonic()
+            elif time.monotonic() - refreshed >= refresh_every:
+                await self.publish()
+                refreshed = time.monotonic()
+
+    async def _home_alive(self) -> bool:
+        if self.home is None or self.home.closed.done():
+            return False
+        try:
+            await self.request(Ping(nonce=next(self._nonce)), timeout=self.config.ping_timeout_s)
+        except EndpointError as exc:
+            log.info("home supernode not answering: %s", exc)
+            return False
+        return True
+
+    async def rehome(self) -> None:
+        """Find another home (the old one is recorded as failed) and republish."""
+        if self.home_address is not None:
+            self.cache.record_failure(self.home_address, time.time())
+        if self.home is not None:
+            self.home.close()
+        self.home = None
+        while self.home is None:
+            try:
+                await self.connect()
+            except EndpointError as exc:
+                log.warning("re-homing failed (%s); trying again", exc)
+                await asyncio.sleep(self.config.rehome_backoff_s)
+        self.rehomes += 1
+
+    async def close(self) -> None:
+        """Leave: close the connection and save the host cache."""
+        if self.home is not None:
+            self.home.close()
+        self.endpoint.close()
+        with contextlib.suppress(OSError):  # a read-only profile keeps its old cache
+            self.cache.save()
