@@ -87,6 +87,9 @@ async def register(
     )
     reply = await _call(profile, request, anonymous=True)
     assert isinstance(reply, RegisterReply)
+    public = {"full_name": full_name, "city": city, "country": country, "language": language}
+    profile.config["public_profile"] = {k: v for k, v in public.items() if v}
+    profile.save_config()
     return reply.username
 
 

@@ -7,11 +7,12 @@
    login) with
    :func:`~hopline.client.race.race_connect`, and keeps the winner as its
    home supernode; outcomes go into the cache, which is saved in the profile.
-2. **Presence**: it learns its public (server-reflexive) address from the
+2. **Presence and profile**: it learns its public (server-reflexive) address from the
    home's answer to a ping and publishes a presence record listing this
    device: its certificate, static key and endpoints. The record's sequence
    number grows with the clock, so a newer record always wins, even after a
-   restart.
+   restart. It also puts the public profile given at registration (full
+   name, city, country, language) in the white pages.
 3. **Keeping it up**: it pings its home every :attr:`keepalive_s`; when a
    ping fails or the connection closes, it marks the home failed in the
    cache and re-homes through another race, then republishes. Presence is
@@ -33,11 +34,19 @@ from hopline.client.profile import Profile, ProfileError, parse_address
 from hopline.client.race import RaceConfig, race_connect
 from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
-from hopline.wire import Address, Message
+from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection, RequestError
+from hopline.wire import Address, ErrorCode, Message
 from hopline.wire.commands import DeviceRecord, Ping, Pong, PresencePublish, PresenceRecord
 from hopline.wire.commands import Endpoint as EndpointRecord
-from hopline.wire.directory import DirectoryLookup, DirectoryLookupReply
+from hopline.wire.directory import (
+    DirectoryLookup,
+    DirectoryLookupReply,
+    ProfilePublish,
+    PublicProfile,
+    SearchField,
+    SearchReply,
+    SearchRequest,
+)
 
 log = logging.getLogger("hopline.session")
 ONLINE = 1
@@ -100,6 +109,7 @@ class ClientSession:
         self.home, self.home_address = home, won.address
         await self._learn_address()
         await self.publish()
+        await self.publish_profile()
         log.info("home supernode %s at %s", home.peer.name if home.peer else "?", won.address)
         return home
 
@@ -152,6 +162,28 @@ class ClientSession:
     async def publish(self) -> None:
         """Publish (or refresh) this device's presence."""
         await self.request(PresencePublish(record=self.presence_record()))
+
+    async def publish_profile(self) -> None:
+        """Put this user's public profile (given at registration) in the white pages."""
+        fields = self.profile.config.get("public_profile")
+        if not fields:
+            return
+        profile = PublicProfile(username=self.user, **fields)
+        try:
+            await self.request(ProfilePublish(profile=profile))
+        except RequestError as exc:
+            if exc.code != ErrorCode.TOO_MANY_REQUESTS:
+                raise
+            log.info("profile republished too soon; the white pages keep the last one")
+
+    async def search(
+        self, field: SearchField, text: str, limit: int = 20, cursor: str | None = None
+    ) -> SearchReply:
+        """Search the white pages by name, city, country or language."""
+        request = SearchRequest(field=int(field), text=text, limit=limit, cursor=cursor)
+        reply = await self.request(request)
+        assert isinstance(reply, SearchReply)
+        return reply
 
     async def lookup(self, username: str) -> DirectoryLookupReply:
         """Where is ``username``? (one overlay hop from the home supernode)."""

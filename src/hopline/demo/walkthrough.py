@@ -30,7 +30,7 @@ from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
 from hopline.wire import Address, decode, encode
 from hopline.wire.commands import Echo, Forward, Ping, Pong
-from hopline.wire.directory import LookupState
+from hopline.wire.directory import LookupState, SearchField
 
 PASSWORD = "demo passphrase for hopline"  # noqa: S105 -- a throwaway demo account
 USERS = (("alice", "Alice Liddell", "Oxford", "GB"), ("bob", "Bob Marley", "Kingston", "JM"))
@@ -138,6 +138,34 @@ class Walkthrough:
             f"both online (home race + presence) in {online_ms:.0f} ms; "
             f"bob found alice at {where} in {lookup_ms:.1f} ms"
         )
+
+    async def _search(self, session: ClientSession) -> str:
+        parts = []
+        for by, text, expected in (
+            (SearchField.NAME, "alic", "alice"),
+            (SearchField.NAME, "Marley", "bob"),
+            (SearchField.CITY, "Oxford", "alice"),
+        ):
+            started = time.perf_counter()
+            reply = await session.search(by, text)
+            ms = (time.perf_counter() - started) * 1000
+            names = [p.username for p in reply.profiles]
+            if names != [expected]:
+                raise StepFailed(f"search {by.name.lower()} {text!r} found {names}")
+            full = reply.profiles[0].full_name
+            parts.append(f"{by.name.lower()} {text!r} -> {full} ({ms:.1f} ms)")
+        return "; ".join(parts)
+
+    def white_pages(self) -> str:
+        return asyncio.run(self._white_pages())
+
+    async def _white_pages(self) -> str:
+        session = ClientSession(Profile.open(self.workdir / "bob", create=False))
+        try:
+            await session.connect()
+            return await self._search(session)
+        finally:
+            await session.close()
 
     def relay_message(self) -> str:
         return asyncio.run(self._relay_message())
@@ -302,6 +330,7 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("start 3 supernodes", partial(walk.start_supernodes, cluster)),
             ("supernodes form the overlay", walk.overlay),
             ("go online, look up alice", walk.online_and_lookup),
+            ("white pages search", walk.white_pages),
             ("message via a supernode", walk.relay_message),
         ]
         for name, action in plan:
