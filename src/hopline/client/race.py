@@ -481,7 +481,7 @@ class _Driver(Generic[R]):
             case Won(candidate=candidate, rtt=rtt):
                 self.cache.record_success(candidate, rtt, self.wall_clock(), Source.BOOTSTRAP)
             case Exhausted():
-                pass  # run() sees race.result
+                return  # nothing to do here: run() reads race.result
 
     def _discard(self, value: R) -> None:
         if self.discard is not None:

@@ -22,10 +22,7 @@ import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine
-from typing import Any
 
-from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, InvalidUsername, Role, canonical_username
 from hopline.overlay.directory import DirectoryError, DirectoryStore
 from hopline.overlay.slots import OwnershipMap
@@ -36,7 +33,8 @@ from hopline.runtime.endpoint import (
     ServiceError,
 )
 from hopline.supernode.overlay import OverlayNode
-from hopline.wire import Address, ErrorCode, Message
+from hopline.supernode.service import OverlayService, peer_role
+from hopline.wire import ErrorCode, Message
 from hopline.wire.commands import PresencePublish, PresencePublishReply, PresenceRecord
 from hopline.wire.directory import (
     DirectoryLookup,
@@ -47,10 +45,9 @@ from hopline.wire.directory import (
 
 log = logging.getLogger("hopline.directory")
 REPLICATION = 3
-HOP_TIMEOUT = 2.0
 
 
-class DirectoryService:
+class DirectoryService(OverlayService):
     """One supernode's part of the directory."""
 
     def __init__(
@@ -60,14 +57,12 @@ class DirectoryService:
         verifier: CertificateVerifier,
         replication: int = REPLICATION,
     ) -> None:
-        self.endpoint, self.overlay, self.verifier = endpoint, overlay, verifier
-        self.node_id = overlay.node_id
+        super().__init__(endpoint, overlay)
+        self.verifier = verifier
         self.replication = replication
         self.store = DirectoryStore()
         self.ownership = OwnershipMap([self.node_id], replication)
-        self.addresses: dict[str, Address] = {}
         self.counters: Counter[str] = Counter()
-        self._tasks: set[asyncio.Task[object]] = set()
         overlay.on_change = self.refresh
         self.refresh()
 
@@ -85,16 +80,6 @@ class DirectoryService:
                     self._spawn(self._replicate(transfer.to_node, records))
         self.ownership = new
         self.store.set_owned_slots(new.slots_owned_by(self.node_id))
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def close(self) -> None:
-        """Cancel replication in flight."""
-        for task in self._tasks:
-            task.cancel()
 
     # ------------------------------------------------------------ requests
 
@@ -139,7 +124,7 @@ class DirectoryService:
         return int(ok)
 
     def _store_replica(self, pc: PeerConnection, message: StoreReplica) -> Message:
-        if _role(pc) != Role.SUPERNODE:
+        if peer_role(pc) != Role.SUPERNODE:
             raise ServiceError(ErrorCode.FORBIDDEN, "replicas come from supernodes only")
         result = self.store.import_records(message.records, time.time(), self.verifier)
         self.counters["replicas"] += 1
@@ -156,7 +141,7 @@ class DirectoryService:
             raise ServiceError(ErrorCode.BAD_REQUEST, str(exc)) from None
         self.counters["lookups"] += 1
         owners = self.ownership.owners_of_user(user)
-        if self.node_id in owners or _role(pc) == Role.SUPERNODE:
+        if self.node_id in owners or peer_role(pc) == Role.SUPERNODE:
             return self._answer(user)
         for node in owners:  # one hop to an owner; the next one if it is down
             try:
@@ -174,25 +159,11 @@ class DirectoryService:
             state=int(found.state), record=found.record, last_seen=found.last_seen
         )
 
-    async def _ask(self, node: str, request: Message) -> Message:
-        address = self.addresses[node].as_tuple()
-        pc = self.endpoint.connections.get(("udp", address))
-        if pc is None or not pc.core.established:
-            pc = await self.endpoint.connect(
-                address, Expectation(role=Role.SUPERNODE, subject=node), timeout=HOP_TIMEOUT
-            )
-        return await pc.request(request, timeout=HOP_TIMEOUT)
-
-
-def _role(pc: PeerConnection) -> int | None:
-    peer = pc.peer
-    return peer.certificate.body.role if peer is not None and peer.certificate else None
-
 
 def _require_own_record(pc: PeerConnection, record: PresenceRecord) -> None:
     """A client may publish only its own record, including the key it proved."""
     peer = pc.peer
-    if peer is None or peer.certificate is None or _role(pc) != Role.USER:
+    if peer is None or peer.certificate is None or peer_role(pc) != Role.USER:
         raise ServiceError(ErrorCode.FORBIDDEN, "only logged-in users publish presence")
     try:
         user = canonical_username(record.user)

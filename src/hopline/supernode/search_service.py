@@ -42,10 +42,8 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Iterable
 
-from hopline.connection import Expectation
 from hopline.identity import InvalidUsername, Role, canonical_username
 from hopline.overlay.search import (
     SearchError,
@@ -63,7 +61,8 @@ from hopline.runtime.endpoint import (
     ServiceError,
 )
 from hopline.supernode.overlay import OverlayNode
-from hopline.wire import Address, ErrorCode, Message
+from hopline.supernode.service import OverlayService, peer_role
+from hopline.wire import ErrorCode, Message
 from hopline.wire.directory import (
     ProfilePublish,
     ProfilePublishReply,
@@ -79,7 +78,6 @@ from hopline.wire.search_replica import (
 
 log = logging.getLogger("hopline.search")
 REPLICATION = 3
-HOP_TIMEOUT = 2.0
 MAX_LIMIT = 50
 MAX_PROFILES = 100_000
 PUBLISH_INTERVAL_S = 1.0
@@ -91,7 +89,7 @@ _REFUSAL_CODES = {
 }
 
 
-class SearchService:
+class SearchService(OverlayService):
     """One supernode's part of the white pages.
 
     Attributes: ``index`` (the terms of the slots this node owns),
@@ -109,17 +107,14 @@ class SearchService:
         *,
         max_profiles: int = MAX_PROFILES,
     ) -> None:
-        self.endpoint, self.overlay = endpoint, overlay
-        self.node_id = overlay.node_id
+        super().__init__(endpoint, overlay)
         self.replication = replication
         self.max_profiles = max_profiles
         self.index = SearchIndex(owned_slots=(), max_profiles=max_profiles)
         self.profiles: dict[str, PublicProfile] = {}
         self.ownership = OwnershipMap([self.node_id], replication)
-        self.addresses: dict[str, Address] = {}
         self.counters: Counter[str] = Counter()
         self._recent: OrderedDict[str, float] = OrderedDict()
-        self._tasks: set[asyncio.Task[object]] = set()
         self.refresh()
 
     # ------------------------------------------------------------ ownership
@@ -166,16 +161,6 @@ class SearchService:
             except SearchError:  # cannot happen for a profile indexed before
                 continue
         return outgoing
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def close(self) -> None:
-        """Cancel replication and handover in flight."""
-        for task in self._tasks:
-            task.cancel()
 
     # ------------------------------------------------------------ requests
 
@@ -252,7 +237,7 @@ class SearchService:
         return 1
 
     def _store_replica(self, pc: PeerConnection, message: ProfileReplica) -> Message:
-        if _role(pc) != Role.SUPERNODE:
+        if peer_role(pc) != Role.SUPERNODE:
             raise ServiceError(ErrorCode.FORBIDDEN, "replicas come from supernodes only")
         if len(message.profiles) > MAX_REPLICA_PROFILES:
             raise ServiceError(ErrorCode.TOO_LARGE, f"at most {MAX_REPLICA_PROFILES} profiles")
@@ -268,7 +253,7 @@ class SearchService:
         return ProfileReplicaReply(indexed=indexed, refused=refused)
 
     async def _search(self, pc: PeerConnection, request: SearchRequest) -> Message:
-        role = _role(pc)
+        role = peer_role(pc)
         if role not in (Role.USER, Role.SUPERNODE):
             raise ServiceError(ErrorCode.FORBIDDEN, "only certified peers search")
         try:
@@ -298,9 +283,9 @@ class SearchService:
         except RequestError as exc:
             if exc.code < 500:  # the query itself is wrong: no other owner will differ
                 raise ServiceError(ErrorCode(exc.code), exc.reason) from None
+            self.counters["search-retries"] += 1  # this owner is unavailable: try the next
         except (EndpointError, KeyError):
-            pass
-        self.counters["search-retries"] += 1
+            self.counters["search-retries"] += 1  # this owner is down or unknown: the next
         return None
 
     def _answer(self, request: SearchRequest) -> SearchReply:
@@ -312,20 +297,6 @@ class SearchService:
             raise _refusal(exc) from None
         return SearchReply(profiles=tuple(found), next_cursor=cursor)
 
-    async def _ask(self, node: str, request: Message) -> Message:
-        address = self.addresses[node].as_tuple()
-        pc = self.endpoint.connections.get(("udp", address))
-        if pc is None or not pc.core.established:
-            pc = await self.endpoint.connect(
-                address, Expectation(role=Role.SUPERNODE, subject=node), timeout=HOP_TIMEOUT
-            )
-        return await pc.request(request, timeout=HOP_TIMEOUT)
-
-
-def _role(pc: PeerConnection) -> int | None:
-    peer = pc.peer
-    return peer.certificate.body.role if peer is not None and peer.certificate else None
-
 
 def _refusal(exc: SearchError) -> ServiceError:
     """The error reply for a refused profile or query."""
@@ -335,7 +306,7 @@ def _refusal(exc: SearchError) -> ServiceError:
 def _require_own_profile(pc: PeerConnection, profile: PublicProfile) -> str:
     """A client may publish only its own profile; return its canonical name."""
     peer = pc.peer
-    if peer is None or peer.certificate is None or _role(pc) != Role.USER:
+    if peer is None or peer.certificate is None or peer_role(pc) != Role.USER:
         raise ServiceError(ErrorCode.FORBIDDEN, "only logged-in users publish profiles")
     try:
         user = canonical_username(profile.username)

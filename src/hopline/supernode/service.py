@@ -1,0 +1,58 @@
+"""What a supernode's overlay services share.
+
+The directory and the white pages both know the other members' addresses
+(refreshed from membership), ask a slot's owner one overlay hop away over a
+certified supernode connection, and run replication in the background.
+:class:`OverlayService` holds those parts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from hopline.connection import Expectation
+from hopline.identity import Role
+from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.supernode.overlay import OverlayNode
+from hopline.wire import Address, Message
+
+HOP_TIMEOUT = 2.0
+
+
+class OverlayService:
+    """Base of the supernode's overlay services."""
+
+    def __init__(self, endpoint: Endpoint, overlay: OverlayNode) -> None:
+        self.endpoint, self.overlay = endpoint, overlay
+        self.node_id = overlay.node_id
+        self.addresses: dict[str, Address] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        """Run ``coroutine`` in the background until it ends or close() is called."""
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        """Cancel background work in flight."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def _ask(self, node: str, request: Message) -> Message:
+        """One overlay hop: a request to supernode ``node`` (KeyError if unknown)."""
+        address = self.addresses[node].as_tuple()
+        pc = self.endpoint.connections.get(("udp", address))
+        if pc is None or not pc.core.established:
+            pc = await self.endpoint.connect(
+                address, Expectation(role=Role.SUPERNODE, subject=node), timeout=HOP_TIMEOUT
+            )
+        return await pc.request(request, timeout=HOP_TIMEOUT)
+
+
+def peer_role(pc: PeerConnection) -> int | None:
+    """The certified role of the peer, or None for an anonymous one."""
+    peer = pc.peer
+    return peer.certificate.body.role if peer is not None and peer.certificate else None
