@@ -53,7 +53,9 @@ def _current_certificate(profile: Profile) -> bytes | None:
     return profile.certificate
 
 
-async def _call(profile: Profile, request: Message, *, anonymous: bool = False) -> Message:
+async def _call(
+    profile: Profile, request: Message, *, anonymous: bool = False, bind: str | None = None
+) -> Message:
     return await request_once(
         profile.login_server.as_tuple(),
         request,
@@ -63,6 +65,7 @@ async def _call(profile: Profile, request: Message, *, anonymous: bool = False) 
         expect=Expectation(role=Role.LOGIN_SERVER),
         connect_timeout=CONNECT_TIMEOUT,
         timeout=REQUEST_TIMEOUT,
+        bind=bind,
     )
 
 
@@ -75,8 +78,9 @@ async def register(
     city: str | None = None,
     country: str | None = None,
     language: str | None = None,
+    bind: str | None = None,
 ) -> str:
-    """Create an account; return its canonical username."""
+    """Create an account; return its canonical username (``bind``: local address)."""
     request = Register(
         username=username,
         password=password,
@@ -85,7 +89,7 @@ async def register(
         country=country,
         language=language,
     )
-    reply = await _call(profile, request, anonymous=True)
+    reply = await _call(profile, request, anonymous=True, bind=bind)
     assert isinstance(reply, RegisterReply)
     public = {"full_name": full_name, "city": city, "country": country, "language": language}
     profile.config["public_profile"] = {k: v for k, v in public.items() if v}
@@ -93,8 +97,10 @@ async def register(
     return reply.username
 
 
-async def login(profile: Profile, username: str, password: str) -> LoginResult:
-    """Log this device in: the login server certifies its keys."""
+async def login(
+    profile: Profile, username: str, password: str, bind: str | None = None
+) -> LoginResult:
+    """Log this device in: the login server certifies its keys (``bind``: local address)."""
     request = Login(
         username=username,
         password=password,
@@ -102,7 +108,7 @@ async def login(profile: Profile, username: str, password: str) -> LoginResult:
         static_key=profile.keys.static.public,
         signing_key=profile.keys.public.signing,
     )
-    reply = await _call(profile, request, anonymous=True)
+    reply = await _call(profile, request, anonymous=True, bind=bind)
     assert isinstance(reply, LoginReply)
     bootstrap = tuple(str(a) for a in reply.bootstrap)
     profile.store_certificate(reply.certificate, list(bootstrap))

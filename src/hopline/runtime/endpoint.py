@@ -415,10 +415,16 @@ async def request_once(
     expect: Expectation,
     connect_timeout: float = 10.0,
     timeout: float = 30.0,
+    bind: str | None = None,
 ) -> Message:
-    """Open a connection, send one request, return its reply, and close."""
+    """Open a connection, send one request, return its reply, and close.
+
+    ``bind`` chooses the local address to send from (a multi-homed host).
+    """
     endpoint = Endpoint(static=static, certificate=certificate, verifier=verifier)
     try:
+        if bind is not None:
+            await endpoint.open_udp(bind, 0)
         pc = await endpoint.connect(address, expect, timeout=connect_timeout)
         return await pc.request(request, timeout=timeout)
     finally:

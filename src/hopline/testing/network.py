@@ -53,11 +53,15 @@ def wait_overlay(nodes: list[Proc], timeout: float = 40.0) -> None:
     raise TimeoutError(f"overlay did not converge: members seen {seen}")
 
 
-async def logged_in(workdir: Path, ls: Proc, name: str) -> Profile:
-    """A profile for ``name``: registered, logged in, certificate stored."""
+async def logged_in(workdir: Path, ls: Proc, name: str, bind: str | None = None) -> Profile:
+    """A profile for ``name``: registered, logged in, certificate stored.
+
+    ``bind`` sends from another loopback address (127.0.0.x): the login
+    server throttles registrations per source address.
+    """
     profile = Profile.open(workdir / name)
     key = parse_ls_key(ls.ready["public_key"])
     profile.pin_login_server(Address.parse(ls.ready["listen"]), key)
-    await account.register(profile, name, PASSWORD)
-    await account.login(profile, name, PASSWORD)
+    await account.register(profile, name, PASSWORD, bind=bind)
+    await account.login(profile, name, PASSWORD, bind=bind)
     return profile
