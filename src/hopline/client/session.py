@@ -56,7 +56,7 @@ ONLINE = 1
 class SessionConfig:
     """Timers of a session."""
 
-    keepalive_s: float = 5.0
+    keepalive_s: float = 20.0  # 3 datagrams a round: 9/min idle; holds NAT bindings (>= 30 s)
     ping_timeout_s: float = 3.0
     presence_ttl_s: int = 300
     connect_timeout_s: float = 5.0
