@@ -983,16 +983,7 @@ class Membership:
         assert isinstance(message, MembershipJoin)
         if self._accept_source(message.source, now) is None:
             return
-        parts = self._snapshot_parts()
-        for index, members in enumerate(parts):
-            reply = MembershipJoinReply(
-                request_id=message.request_id,
-                source=self._self,
-                members=members,
-                part=index,
-                parts=len(parts),
-            )
-            self._send(source, reply)
+        self._send_snapshot(source, MembershipJoinReply, message.request_id)
 
     def _on_join_reply(self, source: Address, message: Message, now: float) -> None:
         assert isinstance(message, MembershipJoinReply)
@@ -1007,16 +998,25 @@ class Membership:
         self._merge_all(message.members, now, gossip=False)
         if message.part != 0:
             return
+        self._send_snapshot(source, MembershipSyncReply, message.request_id)
+
+    def _send_snapshot(
+        self,
+        target: Address,
+        reply: type[MembershipJoinReply] | type[MembershipSyncReply],
+        request_id: int,
+    ) -> None:
+        """Our member table, in parts that each fit one message."""
         parts = self._snapshot_parts()
         for index, members in enumerate(parts):
-            reply = MembershipSyncReply(
-                request_id=message.request_id,
+            message = reply(
+                request_id=request_id,
                 source=self._self,
                 members=members,
                 part=index,
                 parts=len(parts),
             )
-            self._send(source, reply)
+            self._send(target, message)
 
     def _on_sync_reply(self, source: Address, message: Message, now: float) -> None:
         assert isinstance(message, MembershipSyncReply)

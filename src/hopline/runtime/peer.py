@@ -33,6 +33,7 @@ from hopline.connection import (
     ReplyReceived,
     RequestFailed,
 )
+from hopline.runtime.timer import CoreTimer
 from hopline.wire import ErrorCode, ErrorReply, Message
 
 Addr = tuple[str, int]
@@ -106,7 +107,7 @@ class PeerConnection:
     incoming: asyncio.Queue[Message] = field(init=False)
     media: asyncio.Queue[bytes] = field(init=False)
     _waiters: dict[int, asyncio.Future[Message]] = field(default_factory=dict)
-    _timer: asyncio.TimerHandle | None = None
+    _timer: CoreTimer = field(init=False)
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -114,6 +115,7 @@ class PeerConnection:
         # a server-side handshake that fails has nobody awaiting it: its reason
         # lives on in ``closed`` and the core's counters
         self.established.add_done_callback(_retrieve)
+        self._timer = CoreTimer(self._on_timer)
         self.incoming = asyncio.Queue(INCOMING_QUEUE)
         self.media = asyncio.Queue(INCOMING_QUEUE)
 
@@ -166,15 +168,9 @@ class PeerConnection:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        deadline = self.core.get_timer()
-        if deadline is not None:
-            delay = max(0.0, deadline - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer.arm(self.core.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
         self.core.handle_timer(time.time())
         self.service()
 
@@ -208,8 +204,7 @@ class PeerConnection:
             self.established.set_exception(ConnectError(reason))
         if not self.closed.done():
             self.closed.set_result(reason)
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         self.endpoint.forget(self)
 
 

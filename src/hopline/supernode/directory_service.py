@@ -10,9 +10,11 @@ longer holds alone to the slot's new owners, then keeps only its own slots.
   name and static key of the client's session), then stores it if it owns
   the slot and sends it as a replica to the slot's other owners, which
   verify every device certificate again on import.
-* A lookup reaches the client's home supernode; if that node owns the slot
-  it answers, otherwise it asks the slot's owners in order, one overlay hop
-  each, so a crashed owner costs one short timeout, not the lookup.
+* A lookup reaches the client's home supernode, which asks the slot's owners
+  in order (itself first if it is one), one overlay hop each, and stops at
+  the first that has the user online; a crashed owner costs one short
+  timeout, not the lookup, and an owner still waiting for a handover does
+  not hide a record another owner holds.
 """
 
 from __future__ import annotations
@@ -33,17 +35,19 @@ from hopline.runtime.endpoint import (
     ServiceError,
 )
 from hopline.supernode.overlay import OverlayNode
-from hopline.supernode.service import OverlayService, peer_role
+from hopline.supernode.service import OverlayService, peer_role, require_own
 from hopline.wire import ErrorCode, Message
 from hopline.wire.commands import PresencePublish, PresencePublishReply, PresenceRecord
 from hopline.wire.directory import (
     DirectoryLookup,
     DirectoryLookupReply,
+    LookupState,
     StoreReplica,
     StoreReplicaReply,
 )
 
 log = logging.getLogger("hopline.directory")
+_RANK: dict[int, int] = {LookupState.NOT_FOUND: 0, LookupState.OFFLINE: 1, LookupState.ONLINE: 2}
 REPLICATION = 3
 
 
@@ -140,18 +144,42 @@ class DirectoryService(OverlayService):
         except InvalidUsername as exc:
             raise ServiceError(ErrorCode.BAD_REQUEST, str(exc)) from None
         self.counters["lookups"] += 1
+        if peer_role(pc) == Role.SUPERNODE:
+            return self._answer(user)  # a hop from another supernode: answer what we hold
+        return await self._ask_owners(user)
+
+    async def _ask_owners(self, user: str) -> DirectoryLookupReply:
+        """The best answer among the owners, one hop each, stopping at ONLINE.
+
+        While ownership moves, a new owner may not have received a record yet,
+        so "not found" or "offline" from one owner does not end the search;
+        an owner that lacked a record another owner had takes a copy.
+        """
         owners = self.ownership.owners_of_user(user)
-        if self.node_id in owners or peer_role(pc) == Role.SUPERNODE:
-            return self._answer(user)
-        for node in owners:  # one hop to an owner; the next one if it is down
-            try:
-                reply = await self._ask(node, DirectoryLookup(username=user))
-            except (EndpointError, KeyError):
-                self.counters["lookup-retries"] += 1
+        best: DirectoryLookupReply | None = None
+        for node in owners:
+            reply = (
+                self._answer(user) if node == self.node_id else await self._ask_owner(node, user)
+            )
+            if reply is None:
                 continue
-            if isinstance(reply, DirectoryLookupReply):
-                return reply
-        raise ServiceError(ErrorCode.UNAVAILABLE, "no owner of this user's slot answered")
+            if best is None or _RANK[reply.state] > _RANK[best.state]:
+                best = reply
+            if best.state == LookupState.ONLINE:
+                break
+        if best is None:
+            raise ServiceError(ErrorCode.UNAVAILABLE, "no owner of this user's slot answered")
+        if best.record is not None and self.node_id in owners:
+            self.store.import_records([best.record], time.time(), self.verifier)  # read repair
+        return best
+
+    async def _ask_owner(self, node: str, user: str) -> DirectoryLookupReply | None:
+        try:
+            reply = await self._ask(node, DirectoryLookup(username=user))
+        except (EndpointError, KeyError):
+            self.counters["lookup-retries"] += 1  # that owner is down: the next one
+            return None
+        return reply if isinstance(reply, DirectoryLookupReply) else None
 
     def _answer(self, user: str) -> DirectoryLookupReply:
         found = self.store.lookup(user, time.time())
@@ -162,15 +190,8 @@ class DirectoryService(OverlayService):
 
 def _require_own_record(pc: PeerConnection, record: PresenceRecord) -> None:
     """A client may publish only its own record, including the key it proved."""
-    peer = pc.peer
-    if peer is None or peer.certificate is None or peer_role(pc) != Role.USER:
-        raise ServiceError(ErrorCode.FORBIDDEN, "only logged-in users publish presence")
-    try:
-        user = canonical_username(record.user)
-    except InvalidUsername as exc:
-        raise ServiceError(ErrorCode.BAD_REQUEST, str(exc)) from None
-    if user != peer.name:
-        raise ServiceError(ErrorCode.FORBIDDEN, "a user may publish only their own record")
+    require_own(pc, record.user, "presence")
+    assert pc.peer is not None  # require_own checked it
     keys = [device.identity_key for device in record.devices]
-    if not any(hmac.compare_digest(key, peer.static_key) for key in keys):
+    if not any(hmac.compare_digest(key, pc.peer.static_key) for key in keys):
         raise ServiceError(ErrorCode.FORBIDDEN, "the record does not list this device's key")

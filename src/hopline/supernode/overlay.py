@@ -24,6 +24,7 @@ from hopline.connection import Expectation
 from hopline.identity import Role
 from hopline.overlay.membership import Member, Membership, MembershipConfig
 from hopline.runtime.endpoint import ConnectError, ConnectionLost, Endpoint, PeerConnection
+from hopline.runtime.timer import CoreTimer
 from hopline.wire import Address, Message, WireError, decode, encode
 from hopline.wire.membership import MEMBERSHIP_MESSAGES
 
@@ -49,7 +50,7 @@ class OverlayNode:
         )
         self.dropped: Counter[str] = Counter()
         self._waiting: dict[Address, deque[Message]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = CoreTimer(self._on_timer)
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_change: Callable[[], None] | None = None  # called after membership changes
         endpoint.datagram_handler = self.on_datagram
@@ -70,8 +71,7 @@ class OverlayNode:
 
     def close(self) -> None:
         """Stop timers and connection attempts."""
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
         for task in self._tasks:
             task.cancel()
 
@@ -113,15 +113,9 @@ class OverlayNode:
         self._arm()
 
     def _arm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        deadline = self.core.get_timer()
-        if deadline is not None:
-            delay = max(0.0, deadline - time.time())
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer.arm(self.core.get_timer())
 
     def _on_timer(self) -> None:
-        self._timer = None
         self.core.handle_timer(time.time())
         self._service()
 

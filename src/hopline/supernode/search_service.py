@@ -44,7 +44,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 
-from hopline.identity import InvalidUsername, Role, canonical_username
+from hopline.identity import Role, canonical_username
 from hopline.overlay.search import (
     SearchError,
     SearchIndex,
@@ -61,7 +61,7 @@ from hopline.runtime.endpoint import (
     ServiceError,
 )
 from hopline.supernode.overlay import OverlayNode
-from hopline.supernode.service import OverlayService, peer_role
+from hopline.supernode.service import OverlayService, peer_role, require_own
 from hopline.wire import ErrorCode, Message
 from hopline.wire.directory import (
     ProfilePublish,
@@ -305,13 +305,4 @@ def _refusal(exc: SearchError) -> ServiceError:
 
 def _require_own_profile(pc: PeerConnection, profile: PublicProfile) -> str:
     """A client may publish only its own profile; return its canonical name."""
-    peer = pc.peer
-    if peer is None or peer.certificate is None or peer_role(pc) != Role.USER:
-        raise ServiceError(ErrorCode.FORBIDDEN, "only logged-in users publish profiles")
-    try:
-        user = canonical_username(profile.username)
-    except InvalidUsername as exc:
-        raise ServiceError(ErrorCode.BAD_REQUEST, str(exc)) from None
-    if user != peer.name:
-        raise ServiceError(ErrorCode.FORBIDDEN, "a user may publish only their own profile")
-    return user
+    return require_own(pc, profile.username, "profiles")

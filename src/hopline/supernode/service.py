@@ -13,10 +13,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from hopline.connection import Expectation
-from hopline.identity import Role
-from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.identity import InvalidUsername, Role, canonical_username
+from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
 from hopline.supernode.overlay import OverlayNode
-from hopline.wire import Address, Message
+from hopline.wire import Address, ErrorCode, Message
 
 HOP_TIMEOUT = 2.0
 
@@ -56,3 +56,21 @@ def peer_role(pc: PeerConnection) -> int | None:
     """The certified role of the peer, or None for an anonymous one."""
     peer = pc.peer
     return peer.certificate.body.role if peer is not None and peer.certificate else None
+
+
+def require_own(pc: PeerConnection, claimed: str, what: str) -> str:
+    """The canonical ``claimed`` name, if the peer is that logged-in user; else an error.
+
+    A client may publish only its own presence record or profile: the name
+    must be the one its certificate (proved in the handshake) carries.
+    """
+    peer = pc.peer
+    if peer is None or peer.certificate is None or peer_role(pc) != Role.USER:
+        raise ServiceError(ErrorCode.FORBIDDEN, f"only logged-in users publish {what}")
+    try:
+        user = canonical_username(claimed)
+    except InvalidUsername as exc:
+        raise ServiceError(ErrorCode.BAD_REQUEST, str(exc)) from None
+    if user != peer.name:
+        raise ServiceError(ErrorCode.FORBIDDEN, f"a user may publish only their own {what}")
+    return user
