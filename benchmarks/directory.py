@@ -1,6 +1,6 @@
 """Directory benchmark: lookups against Kademlia, login time, idle signalling.
 
-    python benchmarks/directory.py [--quick]
+    python benchmarks/directory.py [--quick] [--parts lookups,login,idle] [--runs N]
 
 1. **Lookups at 50, 200 and 1,000 supernodes** (``--quick``: 50 and 200),
    Hopline's one-hop directory next to the ``kademlia`` package (PyPI) storing
@@ -28,7 +28,8 @@
    idle for 60 s (``--quick``: 20 s); every UDP datagram its socket sends and
    receives is counted, next to the home link's own counters.
 
-Prints one table per part and writes benchmarks/results/directory.json.
+Prints one table per part and writes benchmarks/results/directory.json
+(``--parts`` runs a subset; the parts not run keep their last results there).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import argparse
 import asyncio
 import contextvars
 import heapq
+import json
 import logging
 import math
 import random
@@ -582,11 +584,14 @@ async def part_idle(profile: Profile, seconds: float) -> dict[str, Any]:
         return int(getattr(link_after, name) - getattr(link_before, name))
 
     breakdown = {
-        "keepalive Ping requests sent": link("messages_sent"),
-        "ack-only datagrams sent": link("ack_only_datagrams_sent"),
-        "link-level PINGs sent": link("pings_sent"),
-        "messages received (Pong replies)": link("messages_received"),
-        "other datagrams received (acks)": link("datagrams_received") - link("messages_received"),
+        "sent: keepalive Ping requests": link("messages_sent"),
+        "sent: ACK-only datagrams": link("ack_only_datagrams_sent"),
+        "sent: link keep-alive PINGs": link("pings_sent"),
+        "sent: link PONGs": link("pongs_sent"),
+        "received: Pong replies (each with the ACK of its Ping)": link("messages_received"),
+        "received: ACK-only datagrams": link("ack_only_datagrams_received"),
+        "received: link keep-alive PINGs": link("pings_received"),
+        "received: link PONGs": link("pongs_received"),
     }
     result = {
         "seconds": round(elapsed, 1),
@@ -629,7 +634,7 @@ async def part_idle(profile: Profile, seconds: float) -> dict[str, Any]:
         ],
     )
     print_table(
-        "What the idle packets are (home link counters, per minute)",
+        "What the idle packets are (home link counters, per minute; a Pong carries an ACK)",
         ["datagram kind", "per min"],
         [[k, v] for k, v in result["breakdown_per_min"].items()],
     )
@@ -642,53 +647,77 @@ async def part_idle(profile: Profile, seconds: float) -> dict[str, Any]:
 
 
 async def real_parts(
-    workdir: Path, ls: Any, runs: int, stale_entries: int, idle_s: float
+    workdir: Path, ls: Any, runs: int, stale_entries: int, idle_s: float, parts: set[str]
 ) -> dict[str, Any]:
     profile = await logged_in(workdir, ls, "benchuser", bind=LOOPBACK)
-    login = await part_login(profile, runs, stale_entries)
-    idle = await part_idle(profile, idle_s)
-    return {"login": login, "idle": idle}
+    real: dict[str, Any] = {}
+    if "login" in parts:
+        real["login"] = await part_login(profile, runs, stale_entries)
+    if "idle" in parts:
+        real["idle"] = await part_idle(profile, idle_s)
+    return real
+
+
+PARTS = ("lookups", "login", "idle")
+
+
+def previous_results() -> dict[str, Any]:
+    """The last results file, whose other parts a partial run keeps."""
+    path = Path(__file__).resolve().parent / "results" / "directory.json"
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    previous.pop("machine", None)
+    return previous if isinstance(previous, dict) else {}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="50/200 nodes, 20 s idle (< 60 s)")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated subset of lookups,login,idle (the others keep their last results)",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="login runs per host-cache case")
     args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or not parts <= set(PARTS):
+        parser.error(f"--parts takes a subset of {','.join(PARTS)}")
     started = time.perf_counter()
-    sizes = [50, 200] if args.quick else [50, 200, 1000]
-    keys = 100 if args.quick else 300
-    print(f"part 1: lookups at {sizes} nodes, {keys} keys", flush=True)
-    lookups = part_lookups(sizes, keys, seed=1)
+    results: dict[str, Any] = {} if parts == set(PARTS) else previous_results()
+    if "lookups" in parts:
+        sizes = [50, 200] if args.quick else [50, 200, 1000]
+        keys = 100 if args.quick else 300
+        print(f"part 1: lookups at {sizes} nodes, {keys} keys", flush=True)
+        results["lookups"] = part_lookups(sizes, keys, seed=1)
+        results["kademlia_version"] = version("kademlia")
+        results["latency_model"] = "RTT = distance on a 150 x 150 ms plane + 1 ms"
 
-    print("\nparts 2-3: starting a login server and 3 supernodes", flush=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="hopline-bench-") as tmp,
-        Cluster(Path(tmp) / "logs") as cluster,
-    ):
-        workdir = Path(tmp)
-        ls, _nodes = start_network(cluster, workdir, supernodes=3)
-        real = asyncio.run(
-            real_parts(
-                workdir,
-                ls,
-                runs=5,
-                stale_entries=3,
-                idle_s=20.0 if args.quick else 60.0,
+    if parts & {"login", "idle"}:
+        print("\nparts 2-3: starting a login server and 3 supernodes", flush=True)
+        with (
+            tempfile.TemporaryDirectory(prefix="hopline-bench-") as tmp,
+            Cluster(Path(tmp) / "logs") as cluster,
+        ):
+            workdir = Path(tmp)
+            ls, _nodes = start_network(cluster, workdir, supernodes=3)
+            real = asyncio.run(
+                real_parts(
+                    workdir,
+                    ls,
+                    runs=args.runs,
+                    stale_entries=3,
+                    idle_s=20.0 if args.quick else 60.0,
+                    parts=parts,
+                )
             )
-        )
+        results.update(real)
     seconds = round(time.perf_counter() - started, 1)
     print(f"\ntotal {seconds} s")
-    write_json(
-        "directory",
-        {
-            "quick": args.quick,
-            "kademlia_version": version("kademlia"),
-            "latency_model": "RTT = distance on a 150 x 150 ms plane + 1 ms",
-            "lookups": lookups,
-            **real,
-            "seconds": seconds,
-        },
-    )
+    run = {"quick": args.quick, "parts": sorted(parts), "seconds": seconds}  # of this run
+    write_json("directory", {**results, **run})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,11 @@ def addr(i: int, port: int = 33033) -> Address:
     return Address.parse(f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}:{port}")
 
 
+def source_of(cache: HostCache, address: Address) -> Source | None:
+    entry = cache.get(address)
+    return None if entry is None else entry.source
+
+
 def test_capacity_of_200_is_enforced() -> None:
     cache = HostCache()
     added = cache.merge([addr(i) for i in range(250)], Source.OVERLAY, now=0.0)
@@ -107,19 +112,48 @@ def test_full_cache_evicts_the_worst_entries_first() -> None:
     assert set(cache.candidates(3.0)) == {good, addr(4), addr(5)}
 
 
-def test_bootstrap_never_evicts_known_good_entries() -> None:
+def test_heard_of_addresses_never_evict_known_good_entries() -> None:
     cache = HostCache(policy=HostCachePolicy(capacity=2))
     a, b = addr(1), addr(2)
     cache.merge([a, b], Source.OVERLAY, now=0.0)
     cache.record_success(a, 0.05, now=0.0)
     cache.record_success(b, 0.05, now=0.0)
     later = 30 * DAY  # both successes are stale now
-    assert cache.merge([addr(3), addr(4)], Source.BOOTSTRAP, now=later) == 0
+    for source in (Source.BOOTSTRAP, Source.OVERLAY):
+        assert cache.merge([addr(3), addr(4)], source, now=later) == 0
     assert set(cache.candidates(later)) == {a, b}
-    # overlay news may replace a stale known-good entry, never a fresh one
+    # a supernode that just answered may replace a stale known-good entry, never a fresh one
     cache.record_success(b, 0.05, now=later)
-    assert cache.merge([addr(5), addr(6)], Source.OVERLAY, now=later) == 1
+    cache.record_success(addr(5), 0.05, now=later)
     assert set(cache.candidates(later)) == {b, addr(5)}
+    cache.record_success(addr(6), 0.05, now=later)
+    assert addr(6) not in cache and len(cache) == 2
+
+
+def test_overlay_news_replaces_untried_and_failing_entries() -> None:
+    cache = HostCache(policy=HostCachePolicy(capacity=3))
+    good, failing, untried = addr(1), addr(2), addr(3)
+    cache.merge([good, failing, untried], Source.BOOTSTRAP, now=0.0)
+    cache.record_success(good, 0.05, now=1.0)
+    cache.record_failure(failing, now=1.0)
+    assert cache.merge([addr(4), addr(5), addr(6)], Source.OVERLAY, now=2.0) == 2
+    assert good in cache and failing not in cache and untried not in cache
+    assert {e.source for e in cache if e.address != good} == {Source.OVERLAY}
+
+
+def test_overlay_vouches_for_bootstrap_entries_but_not_over_manual_ones() -> None:
+    cache = HostCache()
+    boot, manual, heard = addr(1), addr(2), addr(3)
+    cache.merge([boot], Source.BOOTSTRAP, now=0.0)
+    cache.merge([manual], Source.MANUAL, now=0.0)
+    cache.record_success(boot, 0.02, now=1.0)
+    assert cache.merge([boot, manual, heard], Source.OVERLAY, now=2.0) == 1
+    entry = cache.get(boot)
+    assert entry is not None and entry.source is Source.OVERLAY
+    assert entry.last_success == 1.0 and entry.added == 0.0  # history kept
+    assert source_of(cache, manual) is Source.MANUAL
+    assert cache.merge([heard], Source.BOOTSTRAP, now=3.0) == 0
+    assert source_of(cache, heard) is Source.OVERLAY
 
 
 def test_manual_entries_are_only_evicted_by_manual_ones() -> None:

@@ -51,7 +51,9 @@ def only_start(actions: list[Action]) -> StartAttempt:
 
 def test_starts_are_staggered_up_to_k_parallel() -> None:
     clock = MockClock()
-    race = ConnectRace([addr(i) for i in range(1, 6)], RaceConfig(parallelism=3, stagger=0.25))
+    race = ConnectRace(
+        [addr(i) for i in range(1, 6)], RaceConfig(parallelism=3, stagger=0.25, fallback_after=None)
+    )
     assert starts(race.start(clock())) == [(addr(1), UDP)]
     assert race.get_timer() == 0.25
     assert race.handle_timer(clock.advance(0.1)) == []  # early: nothing
@@ -64,7 +66,8 @@ def test_starts_are_staggered_up_to_k_parallel() -> None:
 
 def test_a_failure_frees_its_slot_at_once_and_tcp_follows_udp() -> None:
     clock = MockClock()
-    race = ConnectRace([addr(1), addr(2)], RaceConfig(parallelism=1, stagger=0.25))
+    config = RaceConfig(parallelism=1, stagger=0.25, bootstrap_after=None, fallback_after=None)
+    race = ConnectRace([addr(1), addr(2)], config)
     first = only_start(race.start(clock()))
     assert race.get_timer() == 3.0  # the only slot is busy
     clock.advance(0.01)
@@ -83,7 +86,9 @@ def test_a_failure_frees_its_slot_at_once_and_tcp_follows_udp() -> None:
 
 def test_timeout_cancels_the_attempt_and_falls_back() -> None:
     clock = MockClock()
-    race = ConnectRace([addr(1)], RaceConfig(parallelism=1, attempt_timeout=2.0))
+    race = ConnectRace(
+        [addr(1)], RaceConfig(parallelism=1, attempt_timeout=2.0, fallback_after=None)
+    )
     first = only_start(race.start(clock()))
     assert race.get_timer() == 2.0
     actions = race.handle_timer(clock.advance(2.0))
@@ -217,6 +222,87 @@ def test_bad_config_is_refused() -> None:
         RaceConfig(transports=())
 
 
+# ---------------------------------------------------------------- a stale cache
+
+
+def bootstrap_asked(actions: list[Action]) -> bool:
+    return any(isinstance(a, NeedBootstrap) for a in actions)
+
+
+def test_a_stale_cache_asks_for_bootstrap_after_the_bound_and_races_it_alongside() -> None:
+    clock = MockClock()
+    cached = [addr(1), addr(2), addr(3)]  # all once good, all dead now: nothing ever answers
+    race = ConnectRace(
+        cached, RaceConfig(bootstrap_after=0.3, bootstrap_slots=2, fallback_after=None)
+    )
+    assert not bootstrap_asked(race.start(clock()))  # a known-good cache is trusted at first
+    assert starts(race.handle_timer(clock.advance_to(0.25))) == [(addr(2), UDP)]
+    assert race.get_timer() == 0.3
+    actions = race.handle_timer(clock.advance_to(0.3))
+    assert actions == [NeedBootstrap()]
+
+    clock.advance(0.01)  # the login server answers
+    first = only_start(race.add_bootstrap([addr(8), addr(9)], clock()))
+    assert (first.address, first.candidate) == (addr(8), addr(8))  # at once, not after 3 s
+    assert starts(race.handle_timer(clock.advance_to(0.5))) == [(addr(3), UDP)]
+    # three cache attempts and one bootstrap attempt in flight; the second bootstrap
+    # address uses the other extra slot, a stagger after the first
+    assert race.get_timer() == 0.31 + 0.25
+    assert starts(race.handle_timer(clock.advance_to(0.56))) == [(addr(9), UDP)]
+    assert race.get_timer() == 3.0  # every slot is busy now
+
+    actions = race.attempt_succeeded(first.attempt_id, 0.02, clock.advance_to(0.6))
+    assert race.result == Won(first.attempt_id, addr(8), UDP, addr(8), 0.02)
+    cancelled = [a for a in actions if isinstance(a, CancelAttempt)]
+    assert len(cancelled) == 4 and not any(a.timed_out for a in cancelled)
+    assert not any(isinstance(a, CandidateFailed) for a in actions)  # the dead were not failed
+
+
+def test_a_cache_without_known_good_entries_asks_for_bootstrap_at_once() -> None:
+    race = ConnectRace([addr(1), addr(2)], RaceConfig(), known_good=False)
+    actions = race.start(0.0)
+    assert starts(actions) == [(addr(1), UDP)]
+    assert bootstrap_asked(actions)
+    assert starts(race.add_bootstrap([addr(9)], 0.05)) == [(addr(9), UDP)]
+
+
+def test_bootstrap_slots_come_on_top_of_the_cache_lanes_parallelism() -> None:
+    config = RaceConfig(parallelism=1, stagger=0.0, bootstrap_slots=1, fallback_after=None)
+    race = ConnectRace([addr(1), addr(2)], config, known_good=False)
+    cache_attempt = only_start(race.start(0.0))
+    # one extra slot: the first bootstrap address starts, the second waits
+    assert starts(race.add_bootstrap([addr(8), addr(9)], 0.0)) == [(addr(8), UDP)]
+    assert race.get_timer() == 3.0
+    # the cache attempt fails: its TCP step and the waiting bootstrap address share
+    # the two slots (bootstrap first), and the cache never gets more than one
+    actions = race.attempt_failed(cache_attempt.attempt_id, "refused", 0.1)
+    assert starts(actions) == [(addr(9), UDP)]
+    assert race.get_timer() == 3.0
+
+
+def test_bootstrap_takes_every_slot_once_the_cache_is_used_up() -> None:
+    config = RaceConfig(parallelism=1, stagger=0.0, bootstrap_slots=1, transports=(UDP,))
+    race = ConnectRace([addr(1)], config)
+    actions = race.start(0.0)
+    cache_attempt = only_start(actions)
+    assert bootstrap_asked(actions)  # nothing left to start: ask now, not after the bound
+    assert starts(race.add_bootstrap([addr(7), addr(8), addr(9)], 0.01)) == [(addr(7), UDP)]
+    actions = race.attempt_failed(cache_attempt.attempt_id, "refused", 0.05)
+    assert starts(actions) == [(addr(8), UDP)]  # both slots run bootstrap candidates now
+    assert race.get_timer() == 3.01
+
+
+def test_without_a_bound_bootstrap_waits_until_nothing_is_left_to_start() -> None:
+    clock = MockClock()
+    config = RaceConfig(parallelism=2, stagger=0.0, bootstrap_after=None, fallback_after=None)
+    race = ConnectRace([addr(i) for i in range(1, 5)], config)
+    assert not bootstrap_asked(race.start(clock()))
+    assert race.get_timer() == 3.0  # no bootstrap timer: the attempts' timeouts only
+    actions = race.handle_timer(clock.advance_to(3.0))  # both time out
+    assert starts(actions) == [(addr(1), TCP), (addr(3), UDP)]
+    assert not bootstrap_asked(actions)  # addr(2)'s TCP step and addr(4) are still waiting
+
+
 # ---------------------------------------------------------------- the driver
 
 
@@ -280,6 +366,32 @@ async def test_race_connect_falls_back_to_bootstrap_once() -> None:
     entry = cache.get(live)
     assert entry is not None and entry.source is Source.BOOTSTRAP and entry.known_good
     assert net.dialled.count((addr(1), False)) == 1
+
+
+async def test_race_connect_with_a_stale_cache_wins_through_bootstrap_before_any_timeout() -> None:
+    cache = HostCache()
+    dead = [addr(1), addr(2), addr(3)]
+    for address in dead:  # answered a minute ago, silent now
+        cache.record_success(address, 0.002, time.time() - 60)
+    live = addr(9)
+    net = FakeNet({**{(d, False): (30.0, False) for d in dead}, (live, False): (0.01, True)})
+    fetched = []
+
+    async def fetch_bootstrap() -> list[Address]:
+        fetched.append(1)
+        return [live]
+
+    # no stagger: the three dead entries take all three slots at once
+    config = RaceConfig(parallelism=3, stagger=0.0, attempt_timeout=3.0, bootstrap_slots=1)
+    conn, won = await race_connect(cache, fetch_bootstrap, net.connect, config)
+
+    assert conn == f"conn:udp:{live}" and won.candidate == live
+    assert fetched == [1]
+    # the live one started in the extra slot while every dead entry was still in
+    # its first attempt: those were cancelled, not failed
+    assert set(net.cancelled) == {(d, False) for d in dead}
+    assert all(e.failures == 0 for e in cache)
+    assert (addr(1), True) not in net.dialled  # no TCP step: no attempt ever timed out
 
 
 async def test_race_connect_exhausted_records_failures() -> None:
@@ -394,3 +506,27 @@ async def test_race_connect_over_real_udp_sockets() -> None:
     finally:
         live_transport.close()
         silent.close()
+
+
+def test_an_unanswered_attempt_lets_the_next_step_start_alongside() -> None:
+    """UDP silently dropped: TCP starts after fallback_after, UDP keeps running."""
+    config = RaceConfig(parallelism=1, stagger=0.0, fallback_after=0.5, bootstrap_after=None)
+    race = ConnectRace([addr(1)], config)
+    udp = only_start(race.start(0.0))
+    assert udp.transport == UDP and race.get_timer() == 0.5
+    tcp = only_start(race.handle_timer(0.5))
+    assert (tcp.address, tcp.transport) == (addr(1), TCP)
+    assert race.attempt_failed(udp.attempt_id, "timeout", 3.0) == []  # TCP still runs
+    won = race.attempt_succeeded(tcp.attempt_id, 0.01, 3.1)
+    assert isinstance(won[-1], Won) and won[-1].transport == TCP
+
+
+def test_a_candidate_fails_once_when_its_parallel_steps_both_fail() -> None:
+    config = RaceConfig(parallelism=2, stagger=0.0, fallback_after=0.5, bootstrap_after=None)
+    race = ConnectRace([addr(1)], config)
+    udp = only_start(race.start(0.0))
+    tcp = only_start(race.handle_timer(0.5))
+    assert race.attempt_failed(tcp.attempt_id, "refused", 0.6) == []  # UDP still runs
+    actions = race.attempt_failed(udp.attempt_id, "timeout", 3.0)
+    failed = [a for a in actions if isinstance(a, CandidateFailed)]
+    assert len(failed) == 1 and len(failed[0].failures) == 2

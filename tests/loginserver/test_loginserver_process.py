@@ -85,7 +85,7 @@ def test_cli_register_login_logout(login_server: Proc, tmp_path: Path) -> None:
     assert (tmp_path / "p" / "certificate").stat().st_mode & 0o077 == 0
 
     done = cli("logout", "--profile", str(tmp_path / "p"), "--json")
-    assert done.returncode == 0 and json.loads(done.stdout) == {"logged_out": True}
+    assert done.returncode == 0 and json.loads(done.stdout) == {"logged_out": True, "revoked": True}
 
 
 def test_cli_errors_are_one_line_with_the_contract_exit_codes(

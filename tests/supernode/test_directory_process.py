@@ -13,15 +13,12 @@ from hopline.demo.cluster import Cluster, Proc
 from hopline.identity import CertificateVerifier, Role
 from hopline.overlay.slots import OwnershipMap
 from hopline.runtime.endpoint import Endpoint, RequestError
-from hopline.testing.network import logged_in
+from hopline.testing.network import logged_in, presence_record
 from hopline.wire import Address
 from hopline.wire.commands import (
-    DeviceRecord,
     PresencePublish,
     PresencePublishReply,
-    PresenceRecord,
 )
-from hopline.wire.commands import Endpoint as EndpointRecord
 from hopline.wire.directory import DirectoryLookup, DirectoryLookupReply, LookupState
 
 PASSWORD = "correct horse battery staple"
@@ -32,21 +29,6 @@ def endpoint_for(profile: Profile) -> Endpoint:
         static=profile.keys.static,
         certificate=profile.certificate,
         verifier=CertificateVerifier(profile.ls_key),
-    )
-
-
-def presence(profile: Profile, user: str, sequence: int) -> PresenceRecord:
-    certificate = profile.certificate
-    assert certificate is not None
-    now = int(time.time())
-    device = DeviceRecord(
-        device_id=profile.device_id,
-        identity_key=profile.keys.static.public,
-        certificate=certificate,
-        endpoints=(EndpointRecord(address=Address.parse("192.0.2.44:5000")),),
-    )
-    return PresenceRecord(
-        user=user, status=1, devices=(device,), last_seen=now, expires=now + 600, sequence=sequence
     )
 
 
@@ -65,12 +47,14 @@ async def test_publish_then_look_up_in_one_hop_and_survive_an_owner_crash(
         to_home = await alice.connect(
             Address.parse(home.ready["listen"]).as_tuple(), Expectation(role=Role.SUPERNODE)
         )
-        reply = await to_home.request(PresencePublish(record=presence(alice_profile, "alice", 1)))
+        reply = await to_home.request(
+            PresencePublish(record=presence_record(alice_profile, "alice", 1))
+        )
         assert isinstance(reply, PresencePublishReply) and reply.expires > time.time()
 
         # someone else's record is refused, whatever certificate it carries
         with pytest.raises(RequestError) as caught:
-            await to_home.request(PresencePublish(record=presence(alice_profile, "bob", 1)))
+            await to_home.request(PresencePublish(record=presence_record(alice_profile, "bob", 1)))
         assert caught.value.code == 403
 
         bob_home = outsiders[0]  # not an owner: the lookup takes one overlay hop

@@ -134,6 +134,27 @@ def outsider(nodes: list[Proc], field: int, text: str) -> Proc:
     return next(p for node_id, p in ids.items() if node_id not in owners)
 
 
+def stale_prone_move(nodes: list[Proc]) -> tuple[str, str, Proc]:
+    """Two cities and a home such that some owner of the old city owns nothing of the new.
+
+    Without ``previous`` that owner would keep the old copy: the move tests something.
+    """
+    ids = {p.ready["node_id"]: p for p in nodes}
+    ownership = OwnershipMap(sorted(ids), 3)
+    cities = ["Lima", "Quito", "Hanoi", "Accra", "Perth", "Turku", "Graz", "Bergen"]
+
+    def owners(city: str) -> set[str]:
+        return set(ownership.owners_of_slot(query_slot(SearchField.CITY, city)))
+
+    for old in cities:
+        for new in cities:
+            left = owners(old) - owners(new)
+            home = next((n for n in ids if n not in owners(old)), None)
+            if old != new and left and home is not None:
+                return old, new, ids[home]
+    raise AssertionError("no city pair leaves an old owner out")
+
+
 async def search_all(pc: PeerConnection, field: int, text: str, limit: int) -> list[str]:
     """Every username a paginated search returns, in order."""
     found: list[str] = []
@@ -204,6 +225,20 @@ async def test_profiles_are_found_by_every_field_through_a_non_owner(
         await check_searches(users["dave"], nodes)
         pc = await to_node(users["dave"], outsider(nodes, SearchField.NAME, "zed"))
         assert await search_all(pc, SearchField.NAME, "zed", 10) == pagers
+
+        # dave moves: with the previous profile named, no owner keeps the old city
+        old_city, new_city, home = stale_prone_move(nodes)
+        before = PublicProfile(username="dave", city=old_city)
+        after = PublicProfile(username="dave", city=new_city)
+        await publish(users["dave"], home, before)
+        pc = await to_node(users["dave"], home)
+        await asyncio.sleep(1.1)  # one publish per second per user
+        reply = await pc.request(ProfilePublish(profile=after, previous=before))
+        assert isinstance(reply, ProfilePublishReply) and reply.terms > 0
+        for node in nodes:  # every node, owner or not, answers alike
+            pc = await to_node(users["alice"], node)
+            assert await search_all(pc, SearchField.CITY, old_city, 50) == []
+            assert await search_all(pc, SearchField.CITY, new_city, 50) == ["dave"]
     finally:
         for user in users.values():
             user.close()

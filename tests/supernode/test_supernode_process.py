@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint
+from hopline.testing.network import scrape_metrics
 from hopline.wire import Address, decode, encode
 from hopline.wire.commands import Echo, Forward, Ping, Pong
 
@@ -72,7 +72,11 @@ async def test_enrolls_then_serves_users_and_forwards(
 ) -> None:
     data_dir = tmp_path / "sn1"
     sn = cluster.start(
-        "sn1", [*supernode_args(login_server, data_dir), "--enroll-token", token(tmp_path)]
+        "sn1",
+        [
+            *supernode_args(login_server, data_dir),
+            *("--enroll-token", token(tmp_path), "--metrics", "127.0.0.1:0"),
+        ],
     )
     node_id = sn.ready["node_id"]
     assert node_id.startswith("sn-")
@@ -89,10 +93,31 @@ async def test_enrolls_then_serves_users_and_forwards(
         to_alice, to_bob = await alice.connect(address, expect), await bob.connect(address, expect)
         pong = await to_alice.request(Ping(nonce=3))
         assert isinstance(pong, Pong) and pong.nonce == 3
-        to_alice.notify(Forward(payload=encode(Echo(data=b"hello bob")), to_user="bob"))
+        before = scrape_metrics(sn.ready["metrics"])
+        payload = encode(Echo(data=b"hello bob " * 300))  # several link packets
+        to_alice.notify(Forward(payload=payload, to_user="bob"))
         got = await asyncio.wait_for(to_bob.incoming.get(), 5)
         assert isinstance(got, Forward) and got.from_user == "alice"
-        assert decode(got.payload) == Echo(data=b"hello bob")
+        assert decode(got.payload) == Echo(data=b"hello bob " * 300)
+        to_alice.notify(Forward(payload=b"lost", to_user="nobody"))  # no such peer here
+
+        def relayed() -> bool:
+            now = scrape_metrics(sn.ready["metrics"])
+            grown = {
+                name: now.get(name, 0) - before.get(name, 0)
+                for name in (
+                    "hopline_supernode_relayed_bytes_total",
+                    "hopline_supernode_relayed_messages_total",
+                    'hopline_supernode_dropped_total{reason="forward:no-route"}',
+                )
+            }
+            return (
+                grown["hopline_supernode_relayed_bytes_total"] >= len(payload)
+                and grown["hopline_supernode_relayed_messages_total"] == 1
+                and grown['hopline_supernode_dropped_total{reason="forward:no-route"}'] == 1
+            )
+
+        assert await asyncio.to_thread(wait_for, relayed, 10), scrape_metrics(sn.ready["metrics"])
     finally:
         alice.close()
         bob.close()
@@ -133,17 +158,6 @@ def test_a_used_token_is_refused_at_start(
     assert time.monotonic() - started < 30
 
 
-def scrape(metrics: str) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
-
-
 def wait_for(predicate: object, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -167,10 +181,10 @@ def test_three_supernodes_form_an_overlay_and_detect_a_crash(
         nodes.append(cluster.start(f"sn{n}", args))
 
     def members(proc: Proc) -> float:
-        return scrape(proc.ready["metrics"]).get("hopline_supernode_members", 0)
+        return scrape_metrics(proc.ready["metrics"]).get("hopline_supernode_members", 0)
 
     assert wait_for(lambda: all(members(p) == 3 for p in nodes), 30), [members(p) for p in nodes]
-    connections = scrape(nodes[0].ready["metrics"])
+    connections = scrape_metrics(nodes[0].ready["metrics"])
     assert connections.get('hopline_supernode_connections{role="supernode"}', 0) >= 2
 
     nodes[2].kill()  # SIGKILL: no goodbye

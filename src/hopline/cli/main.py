@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from hopline import __version__
-from hopline.cli import account, demo, servers, wire
+from hopline.cli import account, client, daemon, demo, servers, wire
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -33,6 +33,12 @@ app.command("register")(account.register_command)
 app.command("login")(account.login_command)
 app.command("logout")(account.logout_command)
 app.command("supernode")(servers.supernode_command)
+app.command("up")(daemon.up_command)
+app.command("down")(daemon.down_command)
+app.command("status")(client.status_command)
+app.command("search")(client.search_command)
+app.add_typer(client.profile_app, name="profile")
+app.add_typer(client.presence_app, name="presence")
 
 
 @app.callback()

@@ -2,7 +2,10 @@
 
 A server runs in the foreground, prints one JSON line when it is ready
 (``{"ready": true, "listen": ..., ...}``: what ``hopline demo`` and the tests
-wait for) and stops cleanly on SIGINT or SIGTERM.
+wait for) and stops cleanly on SIGINT or SIGTERM (a supernode first hands
+its records over to the supernodes that take its place). Logs go to stderr,
+as text or, with ``--log-format json``, as JSON lines
+(:mod:`hopline.runtime.logs`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -21,17 +25,12 @@ import typer
 from hopline.cli.output import CliError, UsageError, emit_json, stderr
 from hopline.client.profile import ProfileError, parse_address, parse_ls_key
 from hopline.crypto import CryptoError
-from hopline.loginserver.db import Database, DatabaseError
-from hopline.loginserver.server import (
-    LoginServer,
-    default_db_url,
-    load_or_create_keys,
-    public_key_text,
-)
-from hopline.loginserver.service import LoginService
 from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
+from hopline.runtime.logs import LogFormat, setup_logging
 from hopline.runtime.loop import run as run_loop
-from hopline.supernode.node import Supernode, SupernodeError
+from hopline.supernode.directory_service import REPLICATION
+from hopline.supernode.handover import HANDOVER_TIMEOUT_S
+from hopline.wire import Address
 
 loginserver_app = typer.Typer(
     help="Run the login server, or manage its key and enrollment tokens.",
@@ -49,13 +48,10 @@ DbOption = Annotated[
 ]
 
 
-def setup_logging() -> None:
-    """Log lines on stderr: time, level, logger, message."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option("--log-format", help="stderr log lines: text, or JSON objects (one per line)"),
+]
 
 
 async def wait_for_signal() -> None:
@@ -68,6 +64,10 @@ async def wait_for_signal() -> None:
 
 
 async def _serve_login(listen: str, data_dir: Path, db: str | None) -> None:
+    # server stacks load inside the commands that run them: other commands start fast
+    from hopline.loginserver.db import DatabaseError
+    from hopline.loginserver.server import LoginServer
+
     try:
         address = parse_address(listen, "--listen")
     except ProfileError as exc:
@@ -78,7 +78,9 @@ async def _serve_login(listen: str, data_dir: Path, db: str | None) -> None:
         raise CliError(f"login server cannot start: {exc}") from None
     try:
         emit_json(server.ready_report())
-        logging.getLogger("hopline.loginserver").info("ready on %s", server.address)
+        listening = str(Address.of(*server.address))
+        log = logging.getLogger("hopline.loginserver")
+        log.info("ready on %s", listening, extra={"listen": listening})
         await wait_for_signal()
     finally:
         await server.close()
@@ -90,19 +92,22 @@ def loginserver(
     listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT (port 0: any)")] = None,
     db: DbOption = None,
     data_dir: DataDirOption = Path("loginserver-data"),
+    log_format: LogFormatOption = LogFormat.TEXT,
 ) -> None:
     """Run the login server in the foreground (Ctrl-C or SIGTERM stops it)."""
     if ctx.invoked_subcommand is not None:
         return
     if listen is None:
         raise UsageError("hopline loginserver needs --listen HOST:PORT")
-    setup_logging()
+    setup_logging(log_format)
     run_loop(_serve_login(listen, data_dir, db))
 
 
 @loginserver_app.command("key")
 def key_command(data_dir: DataDirOption = Path("loginserver-data")) -> None:
     """Print the public key that clients and supernodes pin (creates it if new)."""
+    from hopline.loginserver.server import load_or_create_keys, public_key_text
+
     try:
         keys, created = load_or_create_keys(data_dir)
     except (CryptoError, OSError) as exc:
@@ -113,6 +118,10 @@ def key_command(data_dir: DataDirOption = Path("loginserver-data")) -> None:
 
 
 async def _enroll(data_dir: Path, db: str | None, ttl: float) -> str:
+    from hopline.loginserver.db import Database
+    from hopline.loginserver.server import default_db_url, load_or_create_keys
+    from hopline.loginserver.service import LoginService
+
     keys, _ = load_or_create_keys(data_dir)
     database = await Database.open(db or default_db_url(data_dir))
     try:
@@ -131,6 +140,8 @@ def enroll_command(
     ] = 86400,
 ) -> None:
     """Print a one-time token with which a new supernode enrolls."""
+    from hopline.loginserver.db import DatabaseError
+
     try:
         token = run_loop(_enroll(data_dir, db, ttl))
     except (DatabaseError, CryptoError, OSError) as exc:
@@ -139,23 +150,36 @@ def enroll_command(
         sys.stdout.write(token + "\n")
 
 
-async def _serve_supernode(
-    listen: str,
-    login_server: str,
-    ls_key: str,
-    data_dir: Path,
-    token: str | None,
-    public_address: str | None,
-    join: list[str],
-    metrics: str | None,
-) -> None:
+@dataclass(frozen=True)
+class SupernodeOptions:
+    """The command line of ``hopline supernode``, as given."""
+
+    listen: str
+    login_server: str
+    ls_key: str
+    data_dir: Path
+    token: str | None
+    public_address: str | None
+    join: list[str]
+    metrics: str | None
+    replication: int
+    handover_timeout: float
+
+
+async def _serve_supernode(options: SupernodeOptions) -> None:
+    from hopline.supernode.node import Supernode, SupernodeError
+
     try:
-        address = parse_address(listen, "--listen")
-        ls_address = parse_address(login_server, "--login-server")
-        key = parse_ls_key(ls_key)
-        public = parse_address(public_address, "--public-address") if public_address else None
-        seeds = [parse_address(seed, "--join") for seed in join]
-        metrics_at = parse_address(metrics, "--metrics") if metrics else None
+        address = parse_address(options.listen, "--listen")
+        ls_address = parse_address(options.login_server, "--login-server")
+        key = parse_ls_key(options.ls_key)
+        public = (
+            parse_address(options.public_address, "--public-address")
+            if options.public_address
+            else None
+        )
+        seeds = [parse_address(seed, "--join") for seed in options.join]
+        metrics_at = parse_address(options.metrics, "--metrics") if options.metrics else None
     except ProfileError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -163,11 +187,13 @@ async def _serve_supernode(
             address,
             ls_address,
             key,
-            data_dir,
-            token=token,
+            options.data_dir,
+            token=options.token,
             public_address=public,
             join=seeds,
             metrics=metrics_at,
+            replication=options.replication,
+            handover_timeout=options.handover_timeout,
         )
     except SupernodeError as exc:
         raise UsageError(str(exc)) from None
@@ -177,7 +203,9 @@ async def _serve_supernode(
         raise CliError(f"supernode cannot start: {exc}") from None
     try:
         emit_json(node.ready_report())
-        logging.getLogger("hopline.supernode").info("ready on %s", node.address)
+        listening = str(Address.of(*node.address))
+        log = logging.getLogger("hopline.supernode")
+        log.info("ready on %s", listening, extra={"listen": listening, "node_id": node.node_id})
         await wait_for_signal()
     finally:
         await node.close()
@@ -202,18 +230,34 @@ def supernode_command(
     metrics: Annotated[
         str | None, typer.Option("--metrics", help="serve Prometheus metrics on HOST:PORT")
     ] = None,
+    replication: Annotated[
+        int,
+        typer.Option(
+            "--replication", min=1, help="owners of each directory slot (same on every supernode)"
+        ),
+    ] = REPLICATION,
+    handover_timeout: Annotated[
+        float,
+        typer.Option(
+            "--handover-timeout",
+            min=0.0,
+            help="seconds a stopping supernode spends handing its records over",
+        ),
+    ] = HANDOVER_TIMEOUT_S,
+    log_format: LogFormatOption = LogFormat.TEXT,
 ) -> None:
-    """Run a supernode in the foreground (Ctrl-C or SIGTERM stops it)."""
-    setup_logging()
-    run_loop(
-        _serve_supernode(
-            listen,
-            login_server,
-            ls_key,
-            data_dir,
-            enroll_token,
-            public_address,
-            join or [],
-            metrics,
-        )
+    """Run a supernode in the foreground (Ctrl-C or SIGTERM: hand records over, then stop)."""
+    setup_logging(log_format)
+    options = SupernodeOptions(
+        listen,
+        login_server,
+        ls_key,
+        data_dir,
+        enroll_token,
+        public_address,
+        join or [],
+        metrics,
+        replication,
+        handover_timeout,
     )
+    run_loop(_serve_supernode(options))

@@ -6,17 +6,24 @@ static key its handshake proved), sends one request and closes. A device that
 holds a valid certificate presents it; one that does not (not yet logged in,
 or expired) connects anonymously, which the login server allows only for
 registration, login and public lookups.
+
+The connection is UDP first; when UDP has not connected within
+``TCP_AFTER`` seconds (or failed), TCP to the same port joins the race and
+the first handshake to complete carries the request — so a device on a
+network that blocks UDP still logs in, a fraction of a second later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
 from hopline.client.profile import Profile
 from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import request_once
+from hopline.runtime.endpoint import Endpoint, PeerConnection
+from hopline.runtime.peer import Addr
 from hopline.wire import Message
 from hopline.wire.commands import (
     BootstrapReply,
@@ -34,6 +41,7 @@ from hopline.wire.commands import (
 
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0  # password hashing on a busy server can take a while
+TCP_AFTER = 0.5  # UDP's head start before TCP is tried alongside (Happy Eyeballs style)
 
 
 @dataclass(frozen=True)
@@ -56,17 +64,55 @@ def _current_certificate(profile: Profile) -> bytes | None:
 async def _call(
     profile: Profile, request: Message, *, anonymous: bool = False, bind: str | None = None
 ) -> Message:
-    return await request_once(
-        profile.login_server.as_tuple(),
-        request,
+    """One request on a fresh connection (``bind``: the local UDP address)."""
+    address = profile.login_server.as_tuple()  # first: "no login server known" comes first
+    endpoint = Endpoint(
         static=profile.keys.static,
         certificate=None if anonymous else _current_certificate(profile),
         verifier=CertificateVerifier(profile.ls_key),
-        expect=Expectation(role=Role.LOGIN_SERVER),
-        connect_timeout=CONNECT_TIMEOUT,
-        timeout=REQUEST_TIMEOUT,
-        bind=bind,
     )
+    try:
+        if bind is not None:
+            await endpoint.open_udp(bind, 0)
+        pc = await connect_udp_then_tcp(endpoint, address)
+        return await pc.request(request, timeout=REQUEST_TIMEOUT)
+    finally:
+        endpoint.close()
+
+
+async def connect_udp_then_tcp(
+    endpoint: Endpoint, address: Addr, *, tcp_after: float = TCP_AFTER
+) -> PeerConnection:
+    """Connect to the login server over UDP, racing TCP once UDP is late or failed.
+
+    When both fail, UDP's error is raised (it is the usual path). The loser
+    is cancelled; closing ``endpoint`` closes it if it connected anyway.
+    """
+    expect = Expectation(role=Role.LOGIN_SERVER)
+
+    def dial(tcp: bool) -> asyncio.Future[PeerConnection]:
+        attempt = endpoint.connect(address, expect, tcp=tcp, timeout=CONNECT_TIMEOUT)
+        return asyncio.ensure_future(attempt)
+
+    udp = dial(False)
+    tcp: asyncio.Future[PeerConnection] | None = None
+    pending: set[asyncio.Future[PeerConnection]] = {udp}
+    try:
+        while pending:
+            wait = None if tcp is not None else tcp_after
+            done, pending = await asyncio.wait(pending, timeout=wait, return_when="FIRST_COMPLETED")
+            for attempt in done:
+                if attempt.exception() is None:
+                    return attempt.result()
+            if tcp is None:
+                tcp = dial(True)
+                pending.add(tcp)
+        error = udp.exception()
+        assert error is not None  # both attempts are done and neither connected
+        raise error
+    finally:
+        for attempt in pending:
+            attempt.cancel()
 
 
 async def register(

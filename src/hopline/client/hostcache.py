@@ -16,12 +16,17 @@ cache outlives the process):
   inside a tier. An entry that failed ``n`` times in a row is *backed off* for
   ``min(backoff_base * 2**(n-1), backoff_max)`` seconds after its last failure
   and is left out (or, on request, put last).
-* :meth:`HostCache.merge` adds addresses heard from the overlay or the login
-  server. When the cache is full the worst entry (most consecutive failures,
-  then the oldest success, then the oldest added) makes room — but known-good
-  entries are never pushed out by bootstrap addresses, fresh known-good entries
-  are never pushed out at all, and manual entries only by manual ones. If
-  nothing may be evicted, the new address is dropped.
+* :meth:`HostCache.merge` adds addresses heard from the overlay (a home
+  supernode's sample of live members, :mod:`hopline.client.overlay_hosts`) or
+  the login server. When the cache is full the worst entry (most consecutive
+  failures, then the oldest success, then the oldest added) makes room — but
+  known-good entries are never pushed out by addresses merely heard of
+  (bootstrap or overlay), only by one that just answered
+  (:meth:`HostCache.record_success`), fresh known-good entries are never
+  pushed out at all, and manual entries only by manual ones. If nothing may
+  be evicted, the new address is dropped. An overlay merge marks a known
+  bootstrap entry as overlay-learnt (the overlay vouches for it now); a
+  manual merge marks any entry manual.
 * :meth:`HostCache.stale` says the cache needs refreshing: fewer than
   ``min_fresh`` entries answered within ``fresh_window``.
 
@@ -241,15 +246,16 @@ class HostCache:
     def merge(self, addresses: Iterable[Address], source: Source, now: float) -> int:
         """Add addresses learned from ``source``; return how many were new and kept.
 
-        Known addresses keep their history; a manual merge marks them manual.
-        Addresses of one merge never evict each other: when the cache fills up,
-        the first ones (the sender's best) stay.
+        Known addresses keep their history; a manual merge marks them manual,
+        an overlay merge marks bootstrap ones overlay-learnt. Addresses of one
+        merge never evict each other: when the cache fills up, the first ones
+        (the sender's best) stay.
         """
         added: set[Address] = set()
         for address in addresses:
             entry = self._entries.get(address)
             if entry is not None:
-                if source is Source.MANUAL:
+                if _SOURCE_RANK[source] < _SOURCE_RANK[entry.source]:
                     entry.source = source
             elif self._admit(address, source, now, keep=added) is not None:
                 added.add(address)
@@ -286,8 +292,8 @@ class HostCache:
             return False
         if not victim.known_good:
             return True
-        if source is Source.BOOTSTRAP and not success:
-            return False
+        if not success and source is not Source.MANUAL:
+            return False  # merely heard of: never worth a supernode that answered
         return not self._fresh(victim, now)
 
     # ------------------------------------------------------------ persistence

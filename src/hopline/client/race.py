@@ -11,15 +11,22 @@ How the plan runs (in the spirit of Happy Eyeballs, RFC 8305):
   address, then TCP to it, then each alternate port (e.g. 443, 80) with the
   alternate transports (TCP by default) — all configurable in
   :class:`RaceConfig`.
-* At most ``parallelism`` attempts are in flight. Starts are spaced
-  ``stagger`` seconds apart, except that a failure frees its slot at once.
+* Candidates run in two *lanes*: the host cache's and bootstrap's. At most
+  ``parallelism`` host-cache attempts are in flight; bootstrap candidates may
+  use ``bootstrap_slots`` more on top, so dead cache entries can never hold
+  every slot. Starts in a lane are spaced ``stagger`` seconds apart, except
+  that a failure frees its slot at once.
 * When an attempt fails (or exceeds ``attempt_timeout``, which cancels it),
-  the next step of its chain joins a fallback queue. Fallback steps and fresh
-  candidates take turns, so a network that blocks UDP reaches TCP quickly
-  while dead hosts cannot hog every slot with their chains.
-* When nothing is left to start, the race asks once for bootstrap addresses
-  (:class:`NeedBootstrap`) and goes on with them; attempts still in flight keep
-  running meanwhile, and addresses already tried are not tried again.
+  or has had no answer for ``fallback_after`` (it keeps running), the next
+  step of its chain joins its lane's fallback queue. Fallback steps
+  and fresh candidates take turns, so a network that blocks UDP reaches TCP
+  quickly while dead hosts cannot hog every slot with their chains.
+* The race asks once for bootstrap addresses (:class:`NeedBootstrap`) and
+  goes on with them alongside the attempts in flight — at the start when the
+  cache offers no known-good entry, after ``bootstrap_after`` seconds without
+  a winner (a stale cache: entries that answered once but are gone now), and
+  at the latest when nothing is left to start. Addresses already tried are
+  not tried again.
 * The first success wins (:class:`Won`, and every other attempt gets a
   :class:`CancelAttempt`); when every chain has failed and bootstrap has been
   answered, the race ends with :class:`Exhausted` listing every failure.
@@ -36,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -78,7 +86,17 @@ class Transport(StrEnum):
 
 @dataclass(frozen=True)
 class RaceConfig:
-    """How aggressively to race (defaults follow RFC 8305's 250 ms stagger)."""
+    """How aggressively to race (defaults follow RFC 8305's 250 ms stagger).
+
+    ``bootstrap_after``: seconds without a winner after which bootstrap is
+    fetched even though host-cache entries are still being tried (None: only
+    when the cache has no known-good entry or nothing is left to start).
+    ``bootstrap_slots``: attempts bootstrap candidates may run on top of
+    ``parallelism``.
+    ``fallback_after``: seconds an attempt may stay unanswered before the next
+    step of its chain starts alongside it (UDP silently dropped by a firewall
+    reaches TCP after this, not after ``attempt_timeout``; None: only on failure).
+    """
 
     parallelism: int = 3
     stagger: float = 0.25
@@ -87,9 +105,14 @@ class RaceConfig:
     alternate_ports: tuple[int, ...] = ()  # e.g. (443, 80)
     alternate_transports: tuple[Transport, ...] = (Transport.TCP,)
     max_candidates: int = 32  # how many host-cache entries the driver races
+    bootstrap_after: float | None = 0.3
+    bootstrap_slots: int = 2
+    fallback_after: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.parallelism < 1 or self.stagger < 0 or self.attempt_timeout <= 0:
+            raise ValueError(f"unusable race config: {self}")
+        if self.bootstrap_slots < 0 or min(self.bootstrap_after or 0, self.fallback_after or 0) < 0:
             raise ValueError(f"unusable race config: {self}")
         if not self.transports:
             raise ValueError("a race needs at least one transport")
@@ -167,11 +190,41 @@ class Exhausted:
 Action = StartAttempt | CancelAttempt | NeedBootstrap | CandidateFailed | Won | Exhausted
 
 
-@dataclass
+@dataclass(eq=False)
+class _Lane:
+    """The chains of one origin (host cache or bootstrap) and their slots."""
+
+    limit: int  # attempts of this lane in flight at most
+    fresh: deque[_Chain] = field(default_factory=deque)
+    fallbacks: deque[_Chain] = field(default_factory=deque)
+    prefer_fallback: bool = True
+    next_start: float = -math.inf
+    active: int = 0
+
+    def pending(self) -> bool:
+        return bool(self.fresh or self.fallbacks)
+
+    def take(self) -> _Chain:
+        """The next chain to step: fallbacks and fresh candidates take turns."""
+        if self.fresh and self.fallbacks:
+            queue = self.fallbacks if self.prefer_fallback else self.fresh
+            self.prefer_fallback = not self.prefer_fallback
+            return queue.popleft()
+        return (self.fallbacks or self.fresh).popleft()
+
+
+@dataclass(eq=False)
 class _Chain:
     candidate: Address
     steps: deque[tuple[Address, Transport]]
+    lane: _Lane
     failures: list[AttemptFailure] = field(default_factory=list)
+    running: int = 0  # attempts of this chain in flight
+
+    def queue_next_step(self) -> None:
+        """Let the chain's next step start (once: it is queued at most once)."""
+        if self.steps and self not in self.lane.fallbacks:
+            self.lane.fallbacks.append(self)
 
 
 @dataclass
@@ -180,6 +233,8 @@ class _Attempt:
     address: Address
     transport: Transport
     deadline: float
+    fallback_at: float | None = None  # when the chain's next step may start alongside
+    holds_slot: bool = True  # an attempt that handed over to its next step frees its slot
 
 
 # ---------------------------------------------------------------- the core
@@ -188,20 +243,30 @@ class _Attempt:
 class ConnectRace:
     """The sans-I/O login race (see the module docstring)."""
 
-    def __init__(self, candidates: Iterable[Address], config: RaceConfig | None = None) -> None:
-        """Plan a race over ``candidates`` (best first); nothing starts before :meth:`start`."""
+    def __init__(
+        self,
+        candidates: Iterable[Address],
+        config: RaceConfig | None = None,
+        *,
+        known_good: bool = True,
+    ) -> None:
+        """Plan a race over ``candidates`` (best first); nothing starts before :meth:`start`.
+
+        ``known_good``: whether any candidate answered before and has not
+        failed since; if not, bootstrap is fetched at once, alongside.
+        """
         self.config = config or RaceConfig()
+        self._known_good = known_good
         self._seen: set[Address] = set()
-        self._fresh: deque[_Chain] = deque()
-        self._fallbacks: deque[_Chain] = deque()
-        self._prefer_fallback = True
+        self._cache = _Lane(limit=self.config.parallelism)
+        self._from_bootstrap = _Lane(limit=self._capacity)
         self._active: dict[int, _Attempt] = {}
         self._ids = itertools.count(1)
-        self._next_start = -float("inf")
+        self._started_at: float | None = None
         self._bootstrap = "unasked"  # -> "asked" -> "answered"
         self._failures: list[AttemptFailure] = []
         self.result: Won | Exhausted | None = None
-        self._queue(candidates)
+        self._queue(candidates, self._cache)
 
     @property
     def done(self) -> bool:
@@ -210,6 +275,7 @@ class ConnectRace:
 
     def start(self, now: float) -> list[Action]:
         """Begin racing."""
+        self._started_at = now
         return self._advance(now)
 
     def add_bootstrap(self, addresses: Iterable[Address], now: float) -> list[Action]:
@@ -217,7 +283,7 @@ class ConnectRace:
         if self._bootstrap != "asked" or self.done:
             return []
         self._bootstrap = "answered"
-        self._queue(addresses)
+        self._queue(addresses, self._from_bootstrap)
         return self._advance(now)
 
     def attempt_succeeded(self, attempt_id: int, rtt: float, now: float) -> list[Action]:
@@ -244,16 +310,23 @@ class ConnectRace:
         if self.done:
             return None
         deadlines = [a.deadline for a in self._active.values()]
-        if self._has_pending() and len(self._active) < self.config.parallelism:
-            deadlines.append(self._next_start)
+        deadlines += [a.fallback_at for a in self._active.values() if a.fallback_at is not None]
+        deadlines += [lane.next_start for lane in self._lanes if self._can_start(lane)]
+        asking_at = self._bootstrap_at()
+        if self._bootstrap == "unasked" and asking_at is not None:
+            deadlines.append(asking_at)
         return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Action]:
-        """Time out overdue attempts and start the next ones that are due."""
+        """Time out overdue attempts, start the next ones that are due, ask for bootstrap."""
         if self.done:
             return []
         actions: list[Action] = []
         for attempt_id, attempt in list(self._active.items()):
+            if attempt.fallback_at is not None and now >= attempt.fallback_at:
+                attempt.fallback_at, attempt.holds_slot = None, False
+                attempt.chain.lane.active -= 1
+                attempt.chain.queue_next_step()
             if now >= attempt.deadline:
                 del self._active[attempt_id]
                 actions.append(CancelAttempt(attempt_id, timed_out=True))
@@ -262,63 +335,80 @@ class ConnectRace:
 
     # ------------------------------------------------------------ internals
 
-    def _queue(self, candidates: Iterable[Address]) -> None:
+    @property
+    def _capacity(self) -> int:
+        return self.config.parallelism + self.config.bootstrap_slots
+
+    @property
+    def _lanes(self) -> tuple[_Lane, _Lane]:
+        return (self._from_bootstrap, self._cache)  # bootstrap answers are fresher
+
+    def _queue(self, candidates: Iterable[Address], lane: _Lane) -> None:
         for candidate in candidates:
             if candidate not in self._seen:
                 self._seen.add(candidate)
-                self._fresh.append(_Chain(candidate, deque(self.config.chain(candidate))))
+                lane.fresh.append(_Chain(candidate, deque(self.config.chain(candidate)), lane))
 
     def _has_pending(self) -> bool:
-        return bool(self._fresh or self._fallbacks)
+        return any(lane.pending() for lane in self._lanes)
+
+    def _can_start(self, lane: _Lane) -> bool:
+        """Whether ``lane`` has a chain waiting and a free slot (time aside)."""
+        return lane.pending() and lane.active < lane.limit and len(self._active) < self._capacity
+
+    def _bootstrap_at(self) -> float | None:
+        if self._started_at is None or self.config.bootstrap_after is None:
+            return None
+        return self._started_at + self.config.bootstrap_after
+
+    def _bootstrap_due(self, now: float) -> bool:
+        if self._bootstrap != "unasked":
+            return False
+        due = self._bootstrap_at()
+        return not self._known_good or not self._has_pending() or (due is not None and now >= due)
 
     def _fail(self, attempt: _Attempt, reason: str, now: float) -> list[Action]:
         failure = AttemptFailure(attempt.address, attempt.transport, reason)
         self._failures.append(failure)
         chain = attempt.chain
         chain.failures.append(failure)
-        self._next_start = now  # a failure frees its slot at once (RFC 8305)
+        chain.running -= 1
+        if attempt.holds_slot:
+            chain.lane.active -= 1  # the caller took it out of _active
+        chain.lane.next_start = now  # a failure frees its slot at once (RFC 8305)
         if chain.steps:
-            self._fallbacks.append(chain)
+            chain.queue_next_step()
             return []
+        if chain.running or chain in chain.lane.fallbacks:
+            return []  # another step of this candidate is still under way
         return [CandidateFailed(chain.candidate, tuple(chain.failures))]
-
-    def _take(self) -> _Chain:
-        if self._fresh and self._fallbacks:
-            queue = self._fallbacks if self._prefer_fallback else self._fresh
-            self._prefer_fallback = not self._prefer_fallback
-            return queue.popleft()
-        return (self._fallbacks or self._fresh).popleft()
 
     def _advance(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        while (
-            self._has_pending()
-            and len(self._active) < self.config.parallelism
-            and now >= self._next_start
-        ):
-            actions.append(self._start_next(now))
-        if not self._has_pending():
-            actions += self._when_idle()
+        for lane in self._lanes:
+            while self._can_start(lane) and now >= lane.next_start:
+                actions.append(self._start_next(lane, now))
+        if self._bootstrap_due(now):
+            self._bootstrap = "asked"
+            actions.append(NeedBootstrap())
+        if self._bootstrap == "answered" and not self._has_pending() and not self._active:
+            self.result = Exhausted(tuple(self._failures))
+            actions.append(self.result)
         return actions
 
-    def _start_next(self, now: float) -> StartAttempt:
-        chain = self._take()
+    def _start_next(self, lane: _Lane, now: float) -> StartAttempt:
+        chain = lane.take()
         address, transport = chain.steps.popleft()
         attempt_id = next(self._ids)
+        after = self.config.fallback_after
+        fallback_at = now + after if after is not None and chain.steps else None
         self._active[attempt_id] = _Attempt(
-            chain, address, transport, now + self.config.attempt_timeout
+            chain, address, transport, now + self.config.attempt_timeout, fallback_at
         )
-        self._next_start = now + self.config.stagger
+        chain.running += 1
+        lane.active += 1
+        lane.next_start = now + self.config.stagger
         return StartAttempt(attempt_id, address, transport, chain.candidate)
-
-    def _when_idle(self) -> list[Action]:
-        if self._bootstrap == "unasked":
-            self._bootstrap = "asked"
-            return [NeedBootstrap()]
-        if self._bootstrap == "answered" and not self._active:
-            self.result = Exhausted(tuple(self._failures))
-            return [self.result]
-        return []
 
 
 # ---------------------------------------------------------------- the driver
@@ -368,7 +458,9 @@ async def race_connect(
         )
     """
     config = config or RaceConfig()
-    race = ConnectRace(cache.candidates(wall_clock(), config.max_candidates), config)
+    candidates = cache.candidates(wall_clock(), config.max_candidates)
+    known_good = any((entry := cache.get(c)) is not None and entry.known_good for c in candidates)
+    race = ConnectRace(candidates, config, known_good=known_good)
     driver = _Driver(race, cache, bootstrap, connect, (clock, wall_clock), failures, discard)
     try:
         return await driver.run()

@@ -17,6 +17,10 @@
    ping fails or the connection closes, it marks the home failed in the
    cache and re-homes through another race, then republishes. Presence is
    refreshed before it expires.
+4. **Host cache from the overlay**: after connecting, and every
+   :attr:`hosts_refresh_s`, it asks the home for a sample of live supernodes
+   and merges them into the cache, so the next start (or re-homing) does not
+   depend on the login server.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ import contextlib
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import IntEnum
 
 from hopline.client import account
 from hopline.client.hostcache import HostCache
+from hopline.client.overlay_hosts import refresh_host_cache
 from hopline.client.profile import Profile, ProfileError, parse_address
 from hopline.client.race import RaceConfig, race_connect
 from hopline.connection import Expectation
@@ -49,7 +56,21 @@ from hopline.wire.directory import (
 )
 
 log = logging.getLogger("hopline.session")
-ONLINE = 1
+
+
+class PresenceStatus(IntEnum):
+    """A user's status as published in the directory (``PresenceRecord.status``)."""
+
+    OFFLINE = 0
+    ONLINE = 1
+    AWAY = 2
+    DND = 3
+    INVISIBLE = 4
+
+
+ONLINE = PresenceStatus.ONLINE
+PUBLIC_FIELDS = ("full_name", "city", "country", "language")
+MAX_MOOD_CHARS = 200
 
 
 @dataclass
@@ -61,6 +82,9 @@ class SessionConfig:
     presence_ttl_s: int = 300
     connect_timeout_s: float = 5.0
     rehome_backoff_s: float = 1.0
+    listen: Address | None = None  # bind UDP and TCP here (default: any port, UDP only)
+    race: RaceConfig = field(default_factory=RaceConfig)  # parallelism, fallback ports
+    hosts_refresh_s: float = 600.0  # ask the home for live supernodes this often
 
 
 class ClientSession:
@@ -79,8 +103,13 @@ class ClientSession:
         )
         self.home: PeerConnection | None = None
         self.home_address: Address | None = None
+        self.home_transport: str | None = None
+        self.home_rtt_ms: float | None = None
         self.observed: Address | None = None
-        self.status = ONLINE
+        self.status = PresenceStatus(profile.config.get("presence", {}).get("status", ONLINE))
+        self.mood: str | None = profile.config.get("presence", {}).get("mood")
+        self.connected_at: float | None = None
+        self.dropped: Counter[str] = Counter()  # malformed replies, by reason
         self.rehomes = 0
         self._sequence = itertools.count(int(time.time() * 1000))
         self._nonce = itertools.count(1)
@@ -98,20 +127,30 @@ class ClientSession:
         """Race to a home supernode, learn our public address, publish presence."""
         expect = Expectation(role=Role.SUPERNODE)
         timeout = self.config.connect_timeout_s
+        if self.config.listen is not None and self.endpoint.local_address is None:
+            await self.endpoint.listen(self.config.listen)
 
         async def attempt(address: Address, tcp: bool) -> PeerConnection:
             return await self.endpoint.connect(address.as_tuple(), expect, tcp=tcp, timeout=timeout)
 
         home, won = await race_connect(
-            self.cache, self._bootstrap, attempt, RaceConfig(), discard=PeerConnection.close
+            self.cache, self._bootstrap, attempt, self.config.race, discard=PeerConnection.close
         )
         self.cache.save()
         self.home, self.home_address = home, won.address
+        self.home_transport, self.home_rtt_ms = str(won.transport), round(won.rtt * 1000, 1)
+        self.connected_at = time.time()
         await self._learn_address()
         await self.publish()
         await self.publish_profile()
+        await self.refresh_hosts()
         log.info("home supernode %s at %s", home.peer.name if home.peer else "?", won.address)
         return home
+
+    @property
+    def connected(self) -> bool:
+        """True while a home supernode connection is open."""
+        return self.home is not None and not self.home.closed.done()
 
     async def _bootstrap(self) -> list[Address]:
         """The login server's current supernodes, then those it gave at login."""
@@ -136,13 +175,19 @@ class ClientSession:
 
     # ------------------------------------------------------------ presence
 
-    def presence_record(self) -> PresenceRecord:
-        """This device's presence record, with a fresh sequence number."""
+    def presence_record(self, *, leaving: bool = False) -> PresenceRecord:
+        """This device's presence record, with a fresh sequence number.
+
+        ``leaving`` (and the INVISIBLE status) publish a record that expires at
+        once: the directory shows the user "offline, last seen now" and hands
+        out no endpoints, while the devices and certificates stay findable.
+        """
         certificate = self.profile.certificate
         assert certificate is not None
         now = int(time.time())
+        hidden = leaving or self.status == PresenceStatus.INVISIBLE
         endpoints = []
-        if self.observed is not None:
+        if self.observed is not None and not hidden:
             endpoints.append(EndpointRecord(address=self.observed, kind=1))
         device = DeviceRecord(
             device_id=self.profile.device_id,
@@ -152,10 +197,11 @@ class ClientSession:
         )
         return PresenceRecord(
             user=self.user,
-            status=self.status,
+            status=PresenceStatus.OFFLINE if leaving else self.status,
             devices=(device,),
+            mood=self.mood,
             last_seen=now,
-            expires=now + self.config.presence_ttl_s,
+            expires=now if hidden else now + self.config.presence_ttl_s,
             sequence=next(self._sequence),
         )
 
@@ -163,18 +209,62 @@ class ClientSession:
         """Publish (or refresh) this device's presence."""
         await self.request(PresencePublish(record=self.presence_record()))
 
-    async def publish_profile(self) -> None:
-        """Put this user's public profile (given at registration) in the white pages."""
-        fields = self.profile.config.get("public_profile")
-        if not fields:
+    async def set_presence(self, status: PresenceStatus, mood: str | None) -> None:
+        """Change status and mood, keep them in the profile, and publish at once."""
+        if mood is not None and len(mood) > MAX_MOOD_CHARS:
+            raise ProfileError(f"a mood text has at most {MAX_MOOD_CHARS} characters")
+        if status == PresenceStatus.OFFLINE:
+            raise ProfileError("'offline' is not a status one sets: log out or go invisible")
+        self.status, self.mood = status, mood or None
+        self.profile.config["presence"] = {"status": int(status), "mood": self.mood}
+        self.profile.save_config()
+        if self.home is not None:
+            await self.publish()
+
+    async def set_public_profile(self, fields: dict[str, str | None]) -> dict[str, str]:
+        """Change white-pages fields (None or "" clears one), keep and publish them."""
+        current = dict(self.profile.config.get("public_profile") or {})
+        for name, value in fields.items():
+            if name not in PUBLIC_FIELDS:
+                raise ProfileError(f"unknown profile field {name!r}")
+            if value:
+                current[name] = value
+            else:
+                current.pop(name, None)
+        if self.home is not None:  # the supernode checks the fields before they are kept
+            previous = self.profile.config.get("public_profile") or {}
+            await self.publish_profile(current, withdraw_if_empty=True, previous=previous)
+        self.profile.config["public_profile"] = current
+        self.profile.save_config()
+        return current
+
+    async def publish_profile(
+        self,
+        fields: dict[str, str] | None = None,
+        *,
+        withdraw_if_empty: bool = False,
+        previous: dict[str, str] | None = None,
+    ) -> None:
+        """Put this user's public profile in the white pages.
+
+        A publish that comes too soon after the last one waits the time the
+        supernode asks for, once.
+        """
+        if fields is None:
+            fields = self.profile.config.get("public_profile")
+        if not fields and not withdraw_if_empty:
             return
-        profile = PublicProfile(username=self.user, **fields)
+        replaced = PublicProfile(username=self.user, **previous) if previous else None
+        message = ProfilePublish(
+            profile=PublicProfile(username=self.user, **(fields or {})), previous=replaced
+        )
         try:
-            await self.request(ProfilePublish(profile=profile))
+            await self.request(message)
         except RequestError as exc:
             if exc.code != ErrorCode.TOO_MANY_REQUESTS:
                 raise
-            log.info("profile republished too soon; the white pages keep the last one")
+            await asyncio.sleep(min(exc.retry_after_ms or 1000, 5000) / 1000)
+            await self.request(message)
 
     async def search(
         self, field: SearchField, text: str, limit: int = 20, cursor: str | None = None
@@ -194,17 +284,36 @@ class ClientSession:
     # ------------------------------------------------------------ keeping it up
 
     async def run(self) -> None:
-        """Keep the home alive, refresh presence, re-home when the home dies."""
+        """Keep the home alive, refresh presence and host cache, re-home when the home dies."""
         refresh_every = self.config.presence_ttl_s / 3
-        refreshed = time.monotonic()
+        refreshed = hosts_refreshed = time.monotonic()
         while True:
             await asyncio.sleep(self.config.keepalive_s)
             if not await self._home_alive():
-                await self.rehome()
-                refreshed = time.monotonic()
-            elif time.monotonic() - refreshed >= refresh_every:
+                await self.rehome()  # connect() refreshes presence and hosts
+                refreshed = hosts_refreshed = time.monotonic()
+                continue
+            if time.monotonic() - refreshed >= refresh_every:
                 await self.publish()
                 refreshed = time.monotonic()
+            if time.monotonic() - hosts_refreshed >= self.config.hosts_refresh_s:
+                await self.refresh_hosts()
+                hosts_refreshed = time.monotonic()
+
+    async def refresh_hosts(self) -> int:
+        """Learn live supernodes from the home (best effort); return how many were new."""
+        try:
+            added = await refresh_host_cache(
+                self.request, self.cache, time.time(), dropped=self.dropped
+            )
+        except EndpointError as exc:
+            log.info("host cache refresh from the overlay failed: %s", exc)
+            return 0
+        with contextlib.suppress(OSError):  # a read-only profile keeps its old cache
+            self.cache.save()
+        if added:
+            log.info("host cache: %d supernodes learnt from the overlay", added)
+        return added
 
     async def _home_alive(self) -> bool:
         if self.home is None or self.home.closed.done():
@@ -231,8 +340,18 @@ class ClientSession:
                 await asyncio.sleep(self.config.rehome_backoff_s)
         self.rehomes += 1
 
+    async def leave(self, timeout: float = 2.0) -> None:
+        """Tell the directory this device went offline (best effort), then close."""
+        if self.home is not None and not self.home.closed.done():
+            try:
+                leaving = PresencePublish(record=self.presence_record(leaving=True))
+                await self.request(leaving, timeout=timeout)
+            except EndpointError as exc:
+                log.info("could not publish offline presence: %s", exc)
+        await self.close()
+
     async def close(self) -> None:
-        """Leave: close the connection and save the host cache."""
+        """Close the connection and save the host cache."""
         if self.home is not None:
             self.home.close()
         self.endpoint.close()

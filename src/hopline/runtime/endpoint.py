@@ -104,7 +104,8 @@ class Endpoint:
         self.datagram_handler = datagram_handler
         self.own_name = parse_certificate(certificate)[0].subject if certificate else None
         self.dropped: Counter[str] = Counter()
-        self.forwarded = 0
+        self.forwarded = 0  # envelopes passed on
+        self.forwarded_bytes = 0  # their payload bytes
         self.connections: dict[tuple[str, Addr], PeerConnection] = {}
         # handshakes from an address that already has an established connection
         self._replacements: dict[tuple[str, Addr], PeerConnection] = {}
@@ -343,6 +344,7 @@ class Endpoint:
             self.dropped["forward:closed"] += 1
         else:
             self.forwarded += 1
+            self.forwarded_bytes += len(decision.envelope.payload)
         return True
 
     def on_datagram(self, pc: PeerConnection, data: bytes) -> None:

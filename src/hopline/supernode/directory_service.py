@@ -15,6 +15,9 @@ longer holds alone to the slot's new owners, then keeps only its own slots.
   the first that has the user online; a crashed owner costs one short
   timeout, not the lookup, and an owner still waiting for a handover does
   not hide a record another owner holds.
+* A node that leaves gracefully freezes its slots (``leaving``), refuses
+  replicas, and its records go to the slots' next owners
+  (:mod:`hopline.supernode.handover`, driven by the node).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hmac
 import logging
 import time
 from collections import Counter
+from collections.abc import Mapping
 
 from hopline.identity import CertificateVerifier, InvalidUsername, Role, canonical_username
 from hopline.overlay.directory import DirectoryError, DirectoryStore
@@ -34,6 +38,7 @@ from hopline.runtime.endpoint import (
     PeerConnection,
     ServiceError,
 )
+from hopline.supernode.handover import route_items
 from hopline.supernode.overlay import OverlayNode
 from hopline.supernode.service import OverlayService, peer_role, require_own
 from hopline.wire import ErrorCode, Message
@@ -74,6 +79,8 @@ class DirectoryService(OverlayService):
 
     def refresh(self) -> None:
         """Recompute owners from the overlay; hand over what moves; keep our slots."""
+        if self.leaving:
+            return  # the leave handover sends what we hold; keep it until then
         members = self.overlay.members()
         self.addresses = {m.node_id: m.address for m in members}
         new = OwnershipMap(sorted(self.addresses), self.replication)
@@ -84,6 +91,13 @@ class DirectoryService(OverlayService):
                     self._spawn(self._replicate(transfer.to_node, records))
         self.ownership = new
         self.store.set_owned_slots(new.slots_owned_by(self.node_id))
+
+    def leave_records(
+        self, targets: Mapping[int, tuple[str, ...]]
+    ) -> dict[str, list[PresenceRecord]]:
+        """Node -> the records it gains when this node leaves (see :func:`leave_targets`)."""
+        items = ((record, (slot,)) for slot in targets for record in self.store.export_slot(slot))
+        return route_items(targets, items)
 
     # ------------------------------------------------------------ requests
 
@@ -122,7 +136,8 @@ class DirectoryService(OverlayService):
             reply = await self._ask(node, StoreReplica(records=tuple(records)))
         except (EndpointError, KeyError) as exc:
             self.counters["replica-failed"] += 1
-            log.info("replica to %s failed: %s", node, exc)
+            fields = {"peer": node, "records": len(records)}
+            log.info("replica to %s failed: %s", node, exc, extra=fields)
             return 0
         ok = isinstance(reply, StoreReplicaReply) and reply.stored + reply.unchanged > 0
         return int(ok)
@@ -130,6 +145,7 @@ class DirectoryService(OverlayService):
     def _store_replica(self, pc: PeerConnection, message: StoreReplica) -> Message:
         if peer_role(pc) != Role.SUPERNODE:
             raise ServiceError(ErrorCode.FORBIDDEN, "replicas come from supernodes only")
+        self._refuse_if_leaving()
         result = self.store.import_records(message.records, time.time(), self.verifier)
         self.counters["replicas"] += 1
         return StoreReplicaReply(

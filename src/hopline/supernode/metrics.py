@@ -8,8 +8,11 @@ only reads the latest one.
 Metrics (all prefixed ``hopline_supernode_``): ``members`` (overlay members
 seen alive or suspected, this node included), ``records`` (presence records
 held), ``lookups_total``, ``connections`` by peer role,
-``forwarded_total`` (envelopes passed on), ``dropped_total`` by reason
-(every datagram, message or envelope refused anywhere in the node).
+``relayed_messages_total`` (``forward`` envelopes passed on between peers),
+``relayed_bytes_total`` (their payload bytes), ``forwarded_total`` (the
+same count as ``relayed_messages_total``, its older name), ``dropped_total``
+by reason (every datagram, message or envelope refused anywhere in the node;
+envelopes that could not be relayed are the ``forward:*`` reasons).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Snapshot:
     lookups: int = 0
     connections: dict[str, int] = field(default_factory=dict)
     forwarded: int = 0
+    relayed_bytes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
 
@@ -58,6 +62,12 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily(PREFIX + "records", "presence records held", snap.records)
         yield CounterMetricFamily(PREFIX + "lookups", "directory lookups answered", snap.lookups)
         yield CounterMetricFamily(PREFIX + "forwarded", "envelopes forwarded", snap.forwarded)
+        yield CounterMetricFamily(
+            PREFIX + "relayed_messages", "forward envelopes relayed between peers", snap.forwarded
+        )
+        yield CounterMetricFamily(
+            PREFIX + "relayed_bytes", "payload bytes of relayed envelopes", snap.relayed_bytes
+        )
         dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
         for reason, count in sorted(snap.dropped.items()):
             dropped.add_metric([reason], count)

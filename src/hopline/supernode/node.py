@@ -14,7 +14,14 @@ and again when half its lifetime has passed (checked every
 :data:`RENEW_CHECK_S`). Enrollment and every renewal report the address the
 node listens on (or ``--public-address``), so the login server can hand it
 out to clients as a bootstrap node. It serves certified users and supernodes over UDP and TCP
-on one port, answers pings, and forwards envelopes between its peers.
+on one port, answers pings, forwards envelopes between its peers, and
+tells clients which other supernodes are alive (:mod:`hopline.supernode.hosts`).
+
+Stopping (:meth:`Supernode.close`, on SIGTERM or SIGINT) is a graceful
+leave: the node tells the overlay it is leaving, hands every presence record
+and profile it holds to the nodes that now own their slots
+(:mod:`hopline.supernode.handover`, bounded by ``handover_timeout``), and
+only then closes its sockets.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from hopline.client.profile import format_ls_key, write_private
@@ -34,12 +41,21 @@ from hopline.connection import Expectation
 from hopline.crypto.keys import IdentityKeys
 from hopline.identity import CertificateError, CertificateVerifier, Role, parse_certificate
 from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
-from hopline.supernode.directory_service import DirectoryService
+from hopline.supernode.directory_service import REPLICATION, DirectoryService
 from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
+from hopline.supernode.handover import (
+    HANDOVER_TIMEOUT_S,
+    HandoverPlan,
+    HandoverReport,
+    hand_over,
+    leave_targets,
+)
+from hopline.supernode.hosts import HostsService
 from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
 from hopline.supernode.overlay import OverlayNode
 from hopline.supernode.search_service import SearchService
 from hopline.wire import Address, ErrorCode, Message
+from hopline.wire.membership import MembershipLeave
 
 log = logging.getLogger("hopline.supernode")
 KEY_FILE, CERT_FILE, NODE_FILE = "supernode.key", "certificate", "node.json"
@@ -69,7 +85,11 @@ def _stored_certificate(data_dir: Path, ls_key: bytes) -> SupernodeCertificate |
         body = parse_certificate(data)[0]
         CertificateVerifier(ls_key).verify(data, time.time())
     except CertificateError as exc:
-        log.warning("stored certificate unusable (%s): enrolling again", exc.reason)
+        log.warning(
+            "stored certificate unusable (%s): enrolling again",
+            exc.reason,
+            extra={"reason": exc.reason},
+        )
         return None
     return SupernodeCertificate(body.subject, data, body.expires_at)
 
@@ -94,6 +114,7 @@ class Supernode:
     overlay: OverlayNode
     directory: DirectoryService
     search: SearchService
+    handover_timeout: float = HANDOVER_TIMEOUT_S
     housekeeping: asyncio.Task[None] | None = None
     metrics: SnapshotCollector | None = None
     metrics_server: WSGIServer | None = None
@@ -110,12 +131,22 @@ class Supernode:
         public_address: Address | None = None,
         join: list[Address] | None = None,
         metrics: Address | None = None,
+        replication: int = REPLICATION,
+        handover_timeout: float = HANDOVER_TIMEOUT_S,
     ) -> Supernode:
-        """Enroll or renew as needed, listen on UDP and TCP, join the overlay."""
+        """Enroll or renew as needed, listen on UDP and TCP, join the overlay.
+
+        ``replication`` (owners per directory slot) must be the same on every
+        supernode of a network; ``handover_timeout`` bounds the graceful leave.
+        """
         keys = _load_keys(data_dir)
-        services: list[DirectoryService | SearchService] = []
+        services: list[Service] = []
+        overlays: list[OverlayNode] = []
 
         async def on_request(pc: PeerConnection, message: Message) -> Message | None:
+            if isinstance(message, MembershipLeave) and overlays:
+                overlays[0].on_notice(pc, message)  # ahead of a leaving node's handover
+                return None
             for service in services:
                 reply = await service.handle(pc, message)
                 if reply is not None:
@@ -140,15 +171,16 @@ class Supernode:
             raise
         endpoint.set_certificate(cert.certificate)
         overlay = OverlayNode(endpoint, cert.node_id, advertised)
-        directory = DirectoryService(endpoint, overlay, verifier)
-        search = SearchService(endpoint, overlay)
+        directory = DirectoryService(endpoint, overlay, verifier, replication)
+        search = SearchService(endpoint, overlay, replication)
 
         def on_change() -> None:
             directory.refresh()
             search.refresh()
 
         overlay.on_change = on_change
-        services += [directory, search]
+        overlays.append(overlay)
+        services += [directory, search, HostsService(overlay)]
         node = cls(
             data_dir,
             keys,
@@ -161,6 +193,7 @@ class Supernode:
             overlay,
             directory,
             search,
+            handover_timeout=handover_timeout,
         )
         node.save_identity()
         if metrics is not None:
@@ -203,6 +236,7 @@ class Supernode:
             lookups=self.directory.counters["lookups"],
             connections=dict(roles),
             forwarded=self.endpoint.forwarded,
+            relayed_bytes=self.endpoint.forwarded_bytes,
             dropped=dict(dropped),
         )
 
@@ -215,7 +249,11 @@ class Supernode:
         )
         write_private(self.data_dir / CERT_FILE, self.certificate.certificate)
         self.endpoint.set_certificate(self.certificate.certificate)
-        log.info("certificate renewed until %d", self.certificate.expires_at)
+        log.info(
+            "certificate renewed until %d",
+            self.certificate.expires_at,
+            extra={"expires_at": self.certificate.expires_at},
+        )
 
     def ready_report(self) -> dict[str, Any]:
         """The one JSON line printed when the node is ready."""
@@ -233,10 +271,10 @@ class Supernode:
         }
 
     async def close(self) -> None:
-        """Leave the overlay (so others learn at once), then stop serving."""
+        """Leave the overlay (so others learn at once), hand over what we hold, stop serving."""
         if self.housekeeping is not None:
             self.housekeeping.cancel()
-        self.overlay.leave()
+        await self.leave()
         await asyncio.sleep(LEAVE_GRACE_S)
         self.overlay.close()
         self.directory.close()
@@ -245,6 +283,48 @@ class Supernode:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         await asyncio.sleep(0)
+
+    async def leave(self) -> HandoverReport:
+        """Announce the leave, then push every record and profile to the nodes that gain it.
+
+        Bounded by ``handover_timeout``; the outcome is logged (how many went
+        to how many nodes) and returned.
+        """
+        self.directory.leaving = self.search.leaving = True  # freeze our slots as they are
+        notice = self.overlay.leave()
+        remaining = [m.node_id for m in self.overlay.members() if m.node_id != self.node_id]
+        targets = leave_targets(self.directory.ownership, remaining, self.node_id)
+        plan = HandoverPlan(
+            records=self.directory.leave_records(targets),
+            profiles=self.search.leave_profiles(targets),
+        )
+        report = await hand_over(
+            plan, self.directory.connection, notice, timeout=self.handover_timeout
+        )
+        log.info(
+            "handover: %d records and %d profiles to %d nodes, %d acknowledged in %.2f s%s",
+            report.records,
+            report.profiles,
+            report.nodes,
+            report.acknowledged,
+            report.seconds,
+            " (timed out)" if report.timed_out else "",
+            extra=report.fields(),
+        )
+        return report
+
+    @property
+    def node_id(self) -> str:
+        """This supernode's id (the subject of its certificate)."""
+        return self.certificate.node_id
+
+
+class Service(Protocol):
+    """A part of the supernode that answers some requests."""
+
+    async def handle(self, pc: PeerConnection, message: Message) -> Message | None:
+        """The reply, or None if ``message`` is not for this service."""
+        ...
 
 
 async def _certificate(
@@ -263,9 +343,10 @@ async def _certificate(
                 "(from 'hopline loginserver enroll')"
             )
         cert = await enroll(login_server, ls_key, keys, token, public_address)
-        log.info("enrolled as %s", cert.node_id)
+        log.info("enrolled as %s", cert.node_id, extra={"node_id": cert.node_id})
     else:  # renewing at start also tells the login server where we are now
         cert = await renew(login_server, ls_key, keys, cert, public_address)
-        log.info("certificate renewed until %d", cert.expires_at)
+        fields = {"expires_at": cert.expires_at}
+        log.info("certificate renewed until %d", cert.expires_at, extra=fields)
     write_private(data_dir / CERT_FILE, cert.certificate)
     return cert

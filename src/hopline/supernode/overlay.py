@@ -8,7 +8,9 @@ supernode whose certificate the connection proved, so nobody can speak for
 another member. Connections are opened on demand to whichever address the
 core wants to reach; messages wait in a small bounded queue while a
 connection is being set up, and are dropped (as SWIM expects of a lossy
-network) if it cannot be.
+network) if it cannot be. A leaving node also sends its leave notice on the
+reliable channel to the nodes it hands records to
+(:mod:`hopline.supernode.handover`), so that notice arrives before them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,12 @@ from hopline.overlay.membership import Member, Membership, MembershipConfig
 from hopline.runtime.endpoint import ConnectError, ConnectionLost, Endpoint, PeerConnection
 from hopline.runtime.timer import CoreTimer
 from hopline.wire import Address, Message, WireError, decode, encode
-from hopline.wire.membership import MEMBERSHIP_MESSAGES
+from hopline.wire.membership import (
+    MEMBERSHIP_MESSAGES,
+    MembershipLeave,
+    MemberState,
+    MemberUpdate,
+)
 
 log = logging.getLogger("hopline.overlay")
 QUEUE_PER_PEER = 64
@@ -64,10 +71,17 @@ class OverlayNode:
         self.core.join(seeds, time.time())
         self._service()
 
-    def leave(self) -> None:
-        """Tell the others we are leaving."""
+    def leave(self) -> MembershipLeave:
+        """Tell the others we are leaving; return the notice, to repeat on reliable channels."""
         self.core.leave(time.time())
         self._service()
+        return self.leave_notice()
+
+    def leave_notice(self) -> MembershipLeave:
+        """This node's leave notice (state LEFT, at its current incarnation)."""
+        me = self.core.member(self.node_id)
+        assert me is not None  # a node always knows itself
+        return leave_notice_of(me)
 
     def close(self) -> None:
         """Stop timers and connection attempts."""
@@ -79,14 +93,25 @@ class OverlayNode:
 
     def on_datagram(self, pc: PeerConnection, data: bytes) -> None:
         """A datagram from a peer: a membership message if it is one."""
-        peer = pc.peer
-        if peer is None or peer.certificate is None or peer.certificate.role != Role.SUPERNODE:
+        if not _is_supernode(pc):
             self.dropped["not-a-supernode"] += 1
             return
         try:
             message = decode(data)
         except WireError as exc:
             self.dropped[f"wire:{exc.reason}"] += 1
+            return
+        self.on_message(pc, message)
+
+    def on_notice(self, pc: PeerConnection, message: MembershipLeave) -> None:
+        """A leave notice that came on the reliable channel, ahead of a handover."""
+        self.on_message(pc, message)
+
+    def on_message(self, pc: PeerConnection, message: Message) -> None:
+        """A decoded membership message from a certified supernode speaking for itself."""
+        peer = pc.peer
+        if peer is None or not _is_supernode(pc):
+            self.dropped["not-a-supernode"] += 1
             return
         source = getattr(message, "source", None)
         if type(message) not in MEMBERSHIP_MESSAGES or source is None:
@@ -106,7 +131,11 @@ class OverlayNode:
             self._send(address, message)
         changed = False
         while (event := self.core.next_event()) is not None:
-            log.info("membership: %s", event)
+            log.info(
+                "membership: %s",
+                event,
+                extra={"event": type(event).__name__, "peer": event.member.node_id},
+            )
             changed = True
         if changed and self.on_change is not None:
             self.on_change()
@@ -149,3 +178,25 @@ class OverlayNode:
             pc.send_media(encode(message))
         except ConnectionLost:
             self.dropped["connection-lost"] += 1  # SWIM treats it as a lost datagram
+
+
+def _is_supernode(pc: PeerConnection) -> bool:
+    peer = pc.peer
+    return (
+        peer is not None
+        and peer.certificate is not None
+        and peer.certificate.role == Role.SUPERNODE
+    )
+
+
+def leave_notice_of(me: Member) -> MembershipLeave:
+    """The leave notice of member ``me``: state LEFT at its current incarnation."""
+    update = MemberUpdate(
+        node_id=me.node_id,
+        address=me.address,
+        incarnation=me.incarnation,
+        state=MemberState.LEFT,
+        capacity=me.capacity,
+        load=me.load,
+    )
+    return MembershipLeave(source=update)

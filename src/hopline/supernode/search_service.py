@@ -21,6 +21,9 @@ supernode computes them from the overlay's members.
 * **Membership change.** :meth:`SearchService.refresh` rebuilds the local
   index for the new owned slots and pushes the profiles of every slot this
   node held, and that moved, to the slot's new owners (in batches).
+* **Leave.** A node that leaves gracefully freezes its index
+  (``leaving``), refuses replicas, and its profiles go to the new owners of
+  its slots (:mod:`hopline.supernode.handover`, driven by the node).
 
 Bounds: the index keeps at most ``max_profiles`` profiles, one per user with
 fields of at most 64 characters (so a few dozen terms); :attr:`profiles`
@@ -29,11 +32,13 @@ A user may publish at most once per :data:`PUBLISH_INTERVAL_S` through one
 home node (remembered for the last :data:`RECENT_PUBLISHERS` users), which
 bounds the replica fan-out one user can cause.
 
-Known limits: a node only hears about a profile when it owns a slot of its
-*current* terms, so when a user changes or withdraws a field, owners of the
-old terms' slots keep the old copy until they are restarted or evicted; and
-profiles whose every owner was lost at once come back only when their users
-republish, which clients do periodically.
+Changes: a publish may carry the ``previous`` profile it replaces; the new
+profile then also goes to the owners of the old terms' slots, whose index
+re-indexes the user and so drops the terms that no longer apply. (A client
+that lost track of its previous profile leaves stale copies behind until
+those owners restart or evict them.) Profiles whose every owner was lost at
+once come back only when their users republish, which clients do
+periodically.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from hopline.identity import Role, canonical_username
 from hopline.overlay.search import (
@@ -60,6 +65,7 @@ from hopline.runtime.endpoint import (
     RequestError,
     ServiceError,
 )
+from hopline.supernode.handover import route_items
 from hopline.supernode.overlay import OverlayNode
 from hopline.supernode.service import OverlayService, peer_role, require_own
 from hopline.wire import ErrorCode, Message
@@ -121,6 +127,8 @@ class SearchService(OverlayService):
 
     def refresh(self) -> None:
         """Recompute owners from the overlay; hand over moved slots; keep our own."""
+        if self.leaving:
+            return  # the leave handover sends what we hold; keep it until then
         members = self.overlay.members()
         self.addresses = {m.node_id: m.address for m in members}
         new = OwnershipMap(sorted(self.addresses), self.replication)
@@ -133,6 +141,12 @@ class SearchService(OverlayService):
         for node, profiles in outgoing.items():
             self.counters["handover"] += len(profiles)
             self._spawn(self._replicate(node, profiles))
+
+    def leave_profiles(
+        self, targets: Mapping[int, tuple[str, ...]]
+    ) -> dict[str, list[PublicProfile]]:
+        """Node -> the profiles it gains when this node leaves (see :func:`leave_targets`)."""
+        return route_items(targets, ((p, profile_slots(p)) for p in self.profiles.values()))
 
     def _moving_slots(self, new: OwnershipMap) -> dict[str, set[int]]:
         """Slots this node held that ``new`` gives to other nodes, by new owner."""
@@ -167,7 +181,7 @@ class SearchService(OverlayService):
     async def handle(self, pc: PeerConnection, message: Message) -> Message | None:
         """Answer white-pages requests (None: not a white-pages request)."""
         if isinstance(message, ProfilePublish):
-            return await self._publish(pc, message.profile)
+            return await self._publish(pc, message.profile, message.previous)
         if isinstance(message, ProfileReplica):
             return self._store_replica(pc, message)
         if isinstance(message, SearchRequest):
@@ -184,15 +198,21 @@ class SearchService(OverlayService):
             self.profiles.pop(user, None)
         return terms
 
-    async def _publish(self, pc: PeerConnection, profile: PublicProfile) -> Message:
+    async def _publish(
+        self, pc: PeerConnection, profile: PublicProfile, previous: PublicProfile | None = None
+    ) -> Message:
         user = _require_own_profile(pc, profile)
+        if previous is not None and _require_own_profile(pc, previous) != user:
+            raise ServiceError(ErrorCode.BAD_REQUEST, "the previous profile is another user's")
         self._throttle(user)
         try:
             accepted = {self.node_id} if self._index_local(profile) else set()
         except SearchError as exc:
             raise _refusal(exc) from None
         slots = profile_slots(profile)
-        remote = sorted({n for s in slots for n in self.ownership.owners_of_slot(s)})
+        # owners of the old terms get the new profile too: re-indexing drops their stale copy
+        reach = slots | (profile_slots(previous) if previous is not None else set())
+        remote = sorted({n for s in reach for n in self.ownership.owners_of_slot(s)})
         remote = [node for node in remote if node != self.node_id]
         results = await asyncio.gather(*(self._replicate(n, [profile]) for n in remote))
         accepted.update(node for node, ok in zip(remote, results, strict=True) if ok)
@@ -230,7 +250,12 @@ class SearchService(OverlayService):
                 reply = await self._ask(node, ProfileReplica(profiles=batch))
             except (EndpointError, KeyError) as exc:
                 self.counters["replica-failed"] += 1
-                log.info("profile replica to %s failed: %s", node, exc)
+                log.info(
+                    "profile replica to %s failed: %s",
+                    node,
+                    exc,
+                    extra={"peer": node, "profiles": len(batch)},
+                )
                 return 0
             if not isinstance(reply, ProfileReplicaReply) or reply.refused:
                 return 0
@@ -239,6 +264,7 @@ class SearchService(OverlayService):
     def _store_replica(self, pc: PeerConnection, message: ProfileReplica) -> Message:
         if peer_role(pc) != Role.SUPERNODE:
             raise ServiceError(ErrorCode.FORBIDDEN, "replicas come from supernodes only")
+        self._refuse_if_leaving()
         if len(message.profiles) > MAX_REPLICA_PROFILES:
             raise ServiceError(ErrorCode.TOO_LARGE, f"at most {MAX_REPLICA_PROFILES} profiles")
         indexed = refused = 0

@@ -3,7 +3,10 @@
 The directory and the white pages both know the other members' addresses
 (refreshed from membership), ask a slot's owner one overlay hop away over a
 certified supernode connection, and run replication in the background.
-:class:`OverlayService` holds those parts once.
+:class:`OverlayService` holds those parts once. Once the node starts a
+graceful leave (``leaving``), its services keep their slots as they were
+(so the handover in :mod:`hopline.supernode.handover` sends what they hold)
+and refuse new replicas.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class OverlayService:
         self.endpoint, self.overlay = endpoint, overlay
         self.node_id = overlay.node_id
         self.addresses: dict[str, Address] = {}
+        self.leaving = False  # set once a graceful leave starts: ownership is frozen
         self._tasks: set[asyncio.Task[object]] = set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
@@ -41,15 +45,29 @@ class OverlayService:
         for task in self._tasks:
             task.cancel()
 
-    async def _ask(self, node: str, request: Message) -> Message:
-        """One overlay hop: a request to supernode ``node`` (KeyError if unknown)."""
+    async def connection(self, node: str) -> PeerConnection:
+        """The certified connection to supernode ``node``, opened if needed.
+
+        Raises KeyError for a node the overlay does not know, ConnectError if
+        it cannot be reached.
+        """
         address = self.addresses[node].as_tuple()
         pc = self.endpoint.connections.get(("udp", address))
         if pc is None or not pc.core.established:
             pc = await self.endpoint.connect(
                 address, Expectation(role=Role.SUPERNODE, subject=node), timeout=HOP_TIMEOUT
             )
+        return pc
+
+    async def _ask(self, node: str, request: Message) -> Message:
+        """One overlay hop: a request to supernode ``node`` (KeyError if unknown)."""
+        pc = await self.connection(node)
         return await pc.request(request, timeout=HOP_TIMEOUT)
+
+    def _refuse_if_leaving(self) -> None:
+        """A leaving node takes no more replicas: it would only lose them."""
+        if self.leaving:
+            raise ServiceError(ErrorCode.UNAVAILABLE, "this supernode is leaving")
 
 
 def peer_role(pc: PeerConnection) -> int | None:

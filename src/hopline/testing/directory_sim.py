@@ -24,6 +24,11 @@ the Ed25519 signature (100,000 users times 3 replicas of real verification
 would only measure Ed25519). ``signed=True`` issues and verifies real
 certificates with a :class:`~hopline.testing.pki.TestAuthority` instead.
 The stub lives only here; nothing outside tests and benchmarks uses it.
+
+This simulation places records with a global ownership map and no network;
+:mod:`hopline.testing.network_sim` runs the same stores under real membership
+and a simulated network, and shares :class:`Certifier`, :func:`make_record`
+and :func:`percentile` with it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,10 +126,7 @@ class SimReport:
 
     def percentile(self, fraction: float) -> float:
         """The ``fraction`` quantile of simulated lookup latency, in ms."""
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return 0.0
-        return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+        return percentile(self.latencies_ms, fraction)
 
     def summary(self) -> dict[str, Any]:
         """Headline numbers, JSON-ready."""
@@ -150,30 +153,42 @@ class SimReport:
         }
 
 
-def _user_name(index: int) -> str:
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (nearest rank; 0.0 when empty)."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def user_name(index: int) -> str:
+    """The simulated username of user ``index``."""
     return f"user{index:06d}"
 
 
-class _Certifier:
-    """Makes device certificates: stub-registered or really signed."""
+class Certifier:
+    """Makes device certificates: stub-registered or really signed (see the module doc)."""
 
     def __init__(self, signed: bool) -> None:
+        """A real :class:`TestAuthority` when ``signed``, else the :class:`SimulationVerifier`."""
         self.authority = TestAuthority() if signed else None
         self.stub = SimulationVerifier()
         self.verifier: Verifier = self.authority.verifier() if self.authority else self.stub
 
     def certificate(self, body: CertificateBody) -> bytes:
+        """The certificate bytes for ``body``."""
         if self.authority is None:
             return self.stub.add(body)
         return issue_certificate(self.authority.key, body)
 
     def issuer(self) -> bytes:
+        """The issuer key the bodies name."""
         return self.authority.public if self.authority else bytes(32)
 
 
-def make_record(index: int, certifier: _Certifier, now: int) -> PresenceRecord:
-    """User ``index``'s presence record with one certified device."""
-    name = _user_name(index)
+def make_record(index: int, certifier: Certifier, now: int, ttl: int = 600) -> PresenceRecord:
+    """User ``index``'s presence record with one certified device, online for ``ttl`` s."""
+    name = user_name(index)
     device_id = index.to_bytes(16, "big")
     key = (index + 1).to_bytes(32, "big")
     body = CertificateBody(
@@ -197,7 +212,7 @@ def make_record(index: int, certifier: _Certifier, now: int) -> PresenceRecord:
         endpoints=(endpoint,),
     )
     return PresenceRecord(
-        user=name, status=1, devices=(device,), last_seen=now, expires=now + 600, sequence=1
+        user=name, status=1, devices=(device,), last_seen=now, expires=now + ttl, sequence=1
     )
 
 
@@ -223,7 +238,7 @@ class _Overlay:
         return math.hypot(ax - bx, ay - by) + 1.0
 
 
-def _place(overlay: _Overlay, certifier: _Certifier, report: SimReport) -> list[str]:
+def _place(overlay: _Overlay, certifier: Certifier, report: SimReport) -> list[str]:
     names = []
     for index in range(overlay.config.users):
         record = make_record(index, certifier, SIM_NOW)
@@ -271,7 +286,7 @@ def run_simulation(config: SimConfig | None = None) -> SimReport:
     report = SimReport(config)
     start = time.perf_counter()
     overlay = _Overlay(config, rng)
-    certifier = _Certifier(config.signed)
+    certifier = Certifier(config.signed)
     report.seconds["ownership"] = time.perf_counter() - start
     start = time.perf_counter()
     names = _place(overlay, certifier, report)
@@ -290,9 +305,12 @@ def run_simulation(config: SimConfig | None = None) -> SimReport:
 
 __all__ = [
     "SIM_NOW",
+    "Certifier",
     "SimConfig",
     "SimReport",
     "SimulationVerifier",
     "make_record",
+    "percentile",
     "run_simulation",
+    "user_name",
 ]

@@ -9,6 +9,8 @@ all of them. :func:`logged_in` registers and logs in a user profile.
 from __future__ import annotations
 
 import time
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from hopline.client import account
@@ -16,12 +18,16 @@ from hopline.client.profile import Profile, parse_ls_key
 from hopline.demo.cluster import Cluster, Proc, enrollment_token
 from hopline.demo.walkthrough import members_seen
 from hopline.wire import Address
+from hopline.wire.commands import DeviceRecord, PresenceRecord
+from hopline.wire.commands import Endpoint as EndpointRecord
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 -- test accounts only
 
 
-def start_network(cluster: Cluster, workdir: Path, supernodes: int = 5) -> tuple[Proc, list[Proc]]:
-    """A login server and ``supernodes`` supernodes forming one overlay."""
+def start_network(
+    cluster: Cluster, workdir: Path, supernodes: int = 5, extra: Sequence[str] = ()
+) -> tuple[Proc, list[Proc]]:
+    """A login server and ``supernodes`` supernodes (each given ``extra`` args) in one overlay."""
     ls = cluster.start(
         "ls", ["loginserver", "--listen", "127.0.0.1:0", "--data-dir", str(workdir / "ls")]
     )
@@ -32,7 +38,7 @@ def start_network(cluster: Cluster, workdir: Path, supernodes: int = 5) -> tuple
             *("--login-server", ls.ready["listen"], "--ls-key", ls.ready["public_key"]),
             *("--data-dir", str(workdir / f"sn{n}")),
             *("--enroll-token", enrollment_token(workdir / "ls")),
-            *("--metrics", "127.0.0.1:0"),
+            *("--metrics", "127.0.0.1:0", *extra),
         ]
         if nodes:
             args += ["--join", nodes[0].ready["listen"]]
@@ -65,3 +71,33 @@ async def logged_in(workdir: Path, ls: Proc, name: str, bind: str | None = None)
     await account.register(profile, name, PASSWORD, bind=bind)
     await account.login(profile, name, PASSWORD, bind=bind)
     return profile
+
+
+def scrape_metrics(metrics: str) -> dict[str, float]:
+    """Every sample of a Prometheus endpoint (``HOST:PORT``), by name with labels."""
+    with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def presence_record(
+    profile: Profile, user: str, sequence: int = 1, endpoint: str = "192.0.2.44:5000"
+) -> PresenceRecord:
+    """An online record for ``user`` listing ``profile``'s device, valid for 10 minutes."""
+    certificate = profile.certificate
+    assert certificate is not None
+    now = int(time.time())
+    device = DeviceRecord(
+        device_id=profile.device_id,
+        identity_key=profile.keys.static.public,
+        certificate=certificate,
+        endpoints=(EndpointRecord(address=Address.parse(endpoint)),),
+    )
+    return PresenceRecord(
+        user=user, status=1, devices=(device,), last_seen=now, expires=now + 600, sequence=sequence
+    )

@@ -1,12 +1,13 @@
 """A deterministic simulator for many :class:`~hopline.overlay.membership.Membership` cores.
 
-:class:`OverlaySim` holds N supernodes, a :class:`MockClock` and one
-simulated network: every message gets an arrival time (and may be lost or
-duplicated) from a seeded :class:`~hopline.testing.lossy.Impairment`, and is
-routed by destination address. The loop is a discrete-event simulation: it
-jumps the clock to the next delivery or timer (timers live in a heap, so a
-step costs O(log N), not O(N)), so a simulated hour of a 1,000-node overlay
-runs in seconds and the same seed always gives the same run.
+:class:`OverlaySim` holds N supernodes on one
+:class:`~hopline.testing.simnet.SimNetwork` (a mock clock and an event
+queue): every message gets an arrival time (and may be lost or duplicated)
+from a seeded :class:`~hopline.testing.lossy.Impairment`, and is routed by
+destination address. The loop is a discrete-event simulation: it jumps the
+clock to the next delivery or timer (one heap, so a step costs O(log N), not
+O(N)), so a simulated hour of a 1,000-node overlay runs in seconds and the
+same seed always gives the same run.
 
 With ``wire=True`` every message is encoded with :func:`hopline.wire.encode`
 and decoded again on delivery, which checks it travels, lets tests assert the
@@ -18,25 +19,35 @@ from it and its timers stop), :meth:`OverlaySim.isolate` /
 :meth:`OverlaySim.reconnect` (a partition: the node runs but is cut off),
 :meth:`OverlaySim.leave` (graceful) and :meth:`OverlaySim.restart` (same id,
 fresh state, joins again).
+
+Other services can ride on the same nodes and network (as
+:class:`~hopline.testing.network_sim.NetworkSim` does with the directory):
+messages that are not membership messages go to :attr:`OverlaySim.on_message`,
+and each batch of membership events a node produces goes to
+:attr:`OverlaySim.on_events`, the way the supernode's shell calls its
+services after membership changes.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hopline.overlay.membership import Membership, MembershipConfig, MembershipEvent
 from hopline.testing.clock import MockClock
 from hopline.testing.lossy import Impairment, ImpairmentConfig
+from hopline.testing.simnet import SimNetwork
 from hopline.wire.codec import decode, encode
+from hopline.wire.membership import MEMBERSHIP_MESSAGES
 from hopline.wire.schema import Message
 from hopline.wire.types import Address
 
 __all__ = ["OverlaySim", "SimNode", "TimedEvent"]
+
+_MEMBERSHIP = frozenset(MEMBERSHIP_MESSAGES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +67,8 @@ class SimNode:
     core: Membership
     crashed: bool = False
     isolated: bool = False
-
-
-@dataclass(order=True, slots=True)
-class _Delivery:
-    arrival: float
-    order: int
-    source: Address = field(compare=False)
-    destination: Address = field(compare=False)
-    payload: Message | bytes = field(compare=False)
+    timer_at: float | None = None
+    """When this node's membership timer is scheduled (stale queue entries are skipped)."""
 
 
 class OverlaySim:
@@ -77,26 +81,36 @@ class OverlaySim:
         network: ImpairmentConfig | None = None,
         seed: int = 0,
         wire: bool = False,
+        net: SimNetwork | None = None,
+        record_events: bool = True,
     ) -> None:
-        """An empty overlay; ``network`` defaults to 20 ms +- 10 ms, no loss."""
+        """An empty overlay; ``network`` defaults to 20 ms +- 10 ms, no loss.
+
+        ``net`` shares an existing network (``network`` is then ignored);
+        ``record_events=False`` keeps :attr:`events` empty (large runs).
+        """
         self.config = config or MembershipConfig()
-        self.clock = MockClock()
         self.rng = random.Random(f"{seed}:sim")
-        network = network or ImpairmentConfig(delay=0.02, jitter=0.01)
-        self.impairment = Impairment(network, random.Random(f"{seed}:net"))
+        if net is None:
+            network = network or ImpairmentConfig(delay=0.02, jitter=0.01)
+            net = SimNetwork(Impairment(network, random.Random(f"{seed}:net")))
+        self.net = net
+        self.clock: MockClock = net.clock
+        self.impairment: Impairment = net.impairment
         self.wire = wire
         self.seed = seed
+        self.record_events = record_events
         self.nodes: dict[str, SimNode] = {}
         self.events: list[TimedEvent] = []
         self.messages_sent = 0
         self.bytes_sent = 0
         self.largest_message = 0
         self.sent_by_type: Counter[str] = Counter()
+        self.on_message: Callable[[SimNode, Address, Message], None] | None = None
+        """Receives messages that are not membership messages (default: the core drops them)."""
+        self.on_events: Callable[[SimNode, list[MembershipEvent]], None] | None = None
+        """Receives each node's membership events, one batch per handled input."""
         self._by_address: dict[Address, SimNode] = {}
-        self._in_flight: list[_Delivery] = []
-        self._timers: list[tuple[float, int, str]] = []
-        self._scheduled: dict[str, float] = {}
-        self._order = 0
         self._next_host = 1
 
     # ------------------------------------------------------------ churn
@@ -128,6 +142,7 @@ class OverlaySim:
         node = SimNode(node_id, address, core)
         self.nodes[node_id] = node
         self._by_address[address] = node
+        self.net.attach(address, lambda source, payload: self._receive(node, source, payload))
         core.join(list(seeds or []), now)
         self._after(node)
         return node
@@ -157,11 +172,19 @@ class OverlaySim:
         old = self.nodes[node_id]
         old.crashed = True
         self._by_address.pop(old.address, None)
+        self.net.detach(old.address)
         return self.add_node(seeds, node_id=node_id, address=address or old.address)
 
     def live_nodes(self) -> list[SimNode]:
         """Nodes neither crashed nor left."""
         return [n for n in self.nodes.values() if not n.crashed and not n.core.has_left]
+
+    def reachable(self, address: Address) -> SimNode | None:
+        """The node at ``address`` if it is up and connected, else None."""
+        node = self._by_address.get(address)
+        if node is None or node.crashed or node.isolated:
+            return None
+        return node
 
     # ------------------------------------------------------------ running
 
@@ -175,23 +198,11 @@ class OverlaySim:
         self, predicate: Callable[[], bool], timeout: float, check_every: float = 0.05
     ) -> bool:
         """Run until ``predicate()`` holds (True) or ``timeout`` simulated seconds pass."""
-        deadline = self.clock.now() + timeout
-        next_check = self.clock.now()
-        while True:
-            if self.clock.now() >= next_check:
-                if predicate():
-                    return True
-                next_check = self.clock.now() + check_every
-            upcoming = self._next_time()
-            if upcoming is None or upcoming > deadline:
-                self.clock.advance_to(deadline)
-                return predicate()
-            self.clock.advance_to(upcoming)
-            self._step()
+        return self.net.run_until(predicate, timeout, check_every)
 
     def run_for(self, duration: float) -> None:
         """Run ``duration`` simulated seconds whatever happens."""
-        self.run_until(lambda: False, duration, check_every=duration)
+        self.net.run_for(duration)
 
     def first_event(
         self, kind: type[MembershipEvent], about: str, observer: str | None = None
@@ -207,71 +218,51 @@ class OverlaySim:
 
     # ------------------------------------------------------------ internals
 
-    def _next_time(self) -> float | None:
-        self._drop_stale_timers()
-        times = []
-        if self._in_flight:
-            times.append(self._in_flight[0].arrival)
-        if self._timers:
-            times.append(self._timers[0][0])
-        return min(times) if times else None
-
-    def _drop_stale_timers(self) -> None:
-        while self._timers:
-            when, _, node_id = self._timers[0]
-            node = self.nodes[node_id]
-            if self._scheduled.get(node_id) == when and not node.crashed:
-                return
-            heapq.heappop(self._timers)
-
-    def _step(self) -> None:
-        now = self.clock.now()
-        touched: dict[str, SimNode] = {}
-        while self._in_flight and self._in_flight[0].arrival <= now:
-            delivery = heapq.heappop(self._in_flight)
-            node = self._deliver(delivery, now)
-            if node is not None:
-                touched[node.node_id] = node
-        while self._timers and self._timers[0][0] <= now:
-            when, _, node_id = heapq.heappop(self._timers)
-            node = self.nodes[node_id]
-            if node.crashed or self._scheduled.get(node_id) != when:
-                continue
-            del self._scheduled[node_id]
-            node.core.handle_timer(now)
-            touched[node_id] = node
-        for node in touched.values():
-            self._after(node)
-
-    def _deliver(self, delivery: _Delivery, now: float) -> SimNode | None:
-        node = self._by_address.get(delivery.destination)
-        sender = self._by_address.get(delivery.source)
-        if node is None or node.crashed or node.isolated:
-            return None
+    def _receive(self, node: SimNode, source: Address, payload: object) -> None:
+        """A delivery to ``node``: dropped if either end is down or cut off."""
+        if node.crashed or node.isolated:
+            return
+        sender = self._by_address.get(source)
         if sender is not None and (sender.crashed or sender.isolated):
-            return None
-        payload = delivery.payload
+            return
         message = decode(payload) if isinstance(payload, bytes) else payload
-        node.core.receive(delivery.source, message, now)
-        return node
+        assert isinstance(message, Message)
+        if type(message) not in _MEMBERSHIP and self.on_message is not None:
+            self.on_message(node, source, message)
+            return
+        node.core.receive(source, message, self.clock.now())
+        self._after(node)
+
+    def _on_timer(self, item: tuple[SimNode, float]) -> None:
+        node, when = item
+        if node.crashed or node.timer_at != when:
+            return  # superseded by a later schedule, or the node is gone
+        node.timer_at = None
+        node.core.handle_timer(self.clock.now())
+        self._after(node)
 
     def _after(self, node: SimNode) -> None:
-        """Send what ``node`` wants to send, record its events, reschedule its timer."""
+        """Send what ``node`` wants to send, pass on its events, reschedule its timer."""
         if node.crashed:
             return
+        core = node.core
         now = self.clock.now()
-        for destination, message in node.core.messages_to_send(now):
-            self._transmit(node.address, destination, message, now)
-        while (event := node.core.next_event()) is not None:
-            self.events.append(TimedEvent(node.node_id, event))
-        timer = node.core.get_timer()
-        if timer is not None and self._scheduled.get(node.node_id) != timer:
-            self._scheduled[node.node_id] = timer
-            heapq.heappush(self._timers, (timer, self._bump(), node.node_id))
+        for destination, message in core.messages_to_send(now):
+            self._transmit(node.address, destination, message)
+        events: list[MembershipEvent] = []
+        while (event := core.next_event()) is not None:
+            events.append(event)
+        if events:
+            if self.record_events:
+                self.events.extend(TimedEvent(node.node_id, e) for e in events)
+            if self.on_events is not None:
+                self.on_events(node, events)
+        timer = core.get_timer()
+        if timer is not None and node.timer_at != timer:
+            node.timer_at = timer
+            self.net.call_at(timer, self._on_timer, (node, timer))
 
-    def _transmit(
-        self, source: Address, destination: Address, message: Message, now: float
-    ) -> None:
+    def _transmit(self, source: Address, destination: Address, message: Message) -> None:
         self.messages_sent += 1
         self.sent_by_type[type(message).__name__] += 1
         payload: Message | bytes = message
@@ -279,10 +270,4 @@ class OverlaySim:
             payload = encode(message)
             self.bytes_sent += len(payload)
             self.largest_message = max(self.largest_message, len(payload))
-        for arrival in self.impairment.schedule(now):
-            delivery = _Delivery(arrival, self._bump(), source, destination, payload)
-            heapq.heappush(self._in_flight, delivery)
-
-    def _bump(self) -> int:
-        self._order += 1
-        return self._order
+        self.net.send(source, destination, payload)

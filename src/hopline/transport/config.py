@@ -58,14 +58,27 @@ class LinkConfig:
     """A segment is lost once one sent this many datagrams later is acked."""
     tail_loss_probe: bool = True
     """Resend the last segment after ~2 SRTT without ACK (RFC 8985 TLP), before the RTO."""
-    max_ack_delay: float = 0.01
+    max_ack_delay: float = 0.025
+    """Longest an ACK is held waiting for data to ride on (QUIC's default ``max_ack_delay``).
+
+    The sender assumes the peer holds ACKs this long too: it is added to the
+    RTO and the tail-loss probe timeout, so a delayed ACK never looks like loss.
+    """
     ack_every: int = 2
     """Ack at once after this many datagrams carrying reliable data."""
     max_ack_ranges: int = 32
-    keepalive_interval: float = 10.0
-    """Send a PING after this long without sending anything."""
+    keepalive_interval: float = 25.0
+    """Send a PING after this long without sending, or without receiving, anything.
+
+    Above the 20 s at which client sessions ping their home (so an idle session
+    costs no link PINGs), below the 30 s UDP binding timeout of strict NATs.
+    """
     idle_timeout: float = 30.0
-    """PeerUnreachable after this long without receiving anything."""
+    """PeerUnreachable after this long without receiving anything.
+
+    An unanswered keep-alive PING is repeated, backing off from the RTO, so a
+    lost PING or PONG does not cost the link.
+    """
     max_outstanding_pings: int = 4
     reassembly_timeout: float = 2.0
     max_partial_messages: int = 64

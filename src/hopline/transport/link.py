@@ -7,11 +7,17 @@ TCP stream -- it does not care):
   exactly once, retransmitted, flow-controlled by a fixed window;
 * the unreliable channel (:mod:`hopline.transport.unreliable`): sent once,
   sequenced so the receiver can count loss, for media;
-* ACKs, which are delayed and coalesced and ride along with data whenever
-  there is data to send;
-* PING/PONG, sent after ``keepalive_interval`` without sending anything: they
-  keep NAT bindings open, detect a silent peer (``idle_timeout``) and give RTT
-  samples on an idle link. :meth:`Link.ping` asks for one explicitly.
+* ACKs, which are delayed (up to ``max_ack_delay``) and coalesced and ride
+  along with whatever the link sends next: a reply within the delay carries
+  the ACK of its request. Only reliable data is acknowledged, never a
+  datagram of ACKs, PINGs, PONGs or unreliable data;
+* PING/PONG keep-alives, sent after ``keepalive_interval`` without sending, or
+  without receiving, anything: they keep NAT bindings open, detect a silent
+  peer (``idle_timeout``) and give RTT samples on an idle link. A keep-alive
+  PING that no PONG answers is repeated, backing off from the RTO, until the
+  idle timeout. A link whose application talks more often than
+  ``keepalive_interval`` (a client session pings its home every 20 s) sends
+  no PINGs at all. :meth:`Link.ping` asks for one explicitly.
 
 The API follows aioquic / h11: the caller owns sockets and clocks and passes
 ``now`` (seconds on any monotonic clock) into every call::
@@ -103,6 +109,7 @@ class LinkStats:
     bytes_sent: int
     bytes_received: int
     ack_only_datagrams_sent: int
+    ack_only_datagrams_received: int
     messages_sent: int
     messages_received: int
     segments_sent: int
@@ -118,6 +125,10 @@ class LinkStats:
     partial_messages_evicted: int
     pings_sent: int
     pongs_received: int
+    pings_received: int
+    pongs_sent: int
+    keepalive_probes: int
+    """Keep-alive PINGs repeated because none was answered (a lossy or dead path)."""
     send_queue_depth: int
     in_flight: int
     receive_buffer_bytes: int
@@ -161,10 +172,14 @@ class _Counters:
     bytes_sent: int = 0
     bytes_received: int = 0
     ack_only: int = 0
+    ack_only_received: int = 0
     messages_sent: int = 0
     messages_received: int = 0
     pings_sent: int = 0
     pongs_received: int = 0
+    pings_received: int = 0
+    pongs_sent: int = 0
+    keepalive_probes: int = 0
 
 
 class Link:
@@ -179,6 +194,7 @@ class Link:
             min_rto=cfg.min_rto,
             max_rto=cfg.max_rto,
             granularity=cfg.clock_granularity,
+            max_ack_delay=cfg.max_ack_delay,
         )
         self._sender = ReliableSender(cfg, self._rtt)
         self._receiver = ReliableReceiver(cfg)
@@ -195,6 +211,9 @@ class Link:
         self._pongs: deque[int] = deque()
         self._pings: dict[int, float] = {}
         self._ping_wanted = False
+        self._unanswered_keepalives = 0
+        self._last_keepalive = 0.0
+        self._leads_keepalive: bool | None = None  # decided by who sends first
         self._next_token = 0
         self._datagram_number = 0
 
@@ -249,6 +268,7 @@ class Link:
             bytes_sent=c.bytes_sent,
             bytes_received=c.bytes_received,
             ack_only_datagrams_sent=c.ack_only,
+            ack_only_datagrams_received=c.ack_only_received,
             messages_sent=c.messages_sent,
             messages_received=c.messages_received,
             segments_sent=snd.segments_sent,
@@ -264,6 +284,9 @@ class Link:
             partial_messages_evicted=reassembly.evicted,
             pings_sent=c.pings_sent,
             pongs_received=c.pongs_received,
+            pings_received=c.pings_received,
+            pongs_sent=c.pongs_sent,
+            keepalive_probes=c.keepalive_probes,
             send_queue_depth=self._sender.queue_depth,
             in_flight=self._sender.in_flight,
             receive_buffer_bytes=self._receiver.buffered_bytes,
@@ -325,6 +348,10 @@ class Link:
             self._dropped[err.reason] += 1
             return
         self._last_received = now
+        if self._leads_keepalive is None:
+            self._leads_keepalive = False  # the peer spoke first
+        if len(frames) == 1 and isinstance(frames[0], AckFrame):
+            self._counters.ack_only_received += 1  # a link sends at most one ACK per datagram
         carried_reliable = False
         for frame in frames:
             try:
@@ -373,6 +400,8 @@ class Link:
     def _on_ping(self, frame: PingFrame) -> None:
         if len(self._pongs) >= self.config.max_outstanding_pings:
             raise ProtocolViolation("too many pings to answer", reason="ping_flood")
+        self._counters.pings_received += 1
+        self._unanswered_keepalives = 0  # the peer is alive, and our PONG will say we are
         self._pongs.append(frame.token)
 
     def _on_pong(self, frame: PongFrame, now: float) -> None:
@@ -380,6 +409,7 @@ class Link:
         if sent is None:
             raise ProtocolViolation("pong for no outstanding ping", reason="unknown_pong")
         self._counters.pongs_received += 1
+        self._unanswered_keepalives = 0
         self._rtt.on_sample(now - sent)
 
     # -- datagrams out ---------------------------------------------------------
@@ -398,6 +428,8 @@ class Link:
                 datagrams.append(datagram)
         if datagrams:
             self._last_sent = now
+            if self._leads_keepalive is None:
+                self._leads_keepalive = True
             self._counters.datagrams_sent += len(datagrams)
             self._counters.bytes_sent += sum(map(len, datagrams))
         return datagrams
@@ -426,6 +458,7 @@ class Link:
     def _add_control(self, builder: DatagramBuilder, now: float) -> None:
         while self._pongs and builder.add(PongFrame(self._pongs[0])):
             self._pongs.popleft()
+            self._counters.pongs_sent += 1
         if self._ping_wanted and builder.add(PingFrame(self._next_token)):
             self._ping_wanted = False
             self._pings[self._next_token] = now
@@ -452,9 +485,34 @@ class Link:
             self._receiver.ack_deadline,
             self._ureceiver.reassembler.next_deadline(),
             self._last_received + self.config.idle_timeout,
-            None if self._ping_wanted else self._last_sent + self.config.keepalive_interval,
+            self._keepalive_deadline(),
         ]
         return min(t for t in deadlines if t is not None)
+
+    def _keepalive_deadline(self) -> float | None:
+        """When the next keep-alive PING is due (None while one is waiting to go out).
+
+        Normally ``keepalive_interval`` after the link last sent or last
+        received anything, whichever is older: silence in either direction
+        needs a PING (our NAT binding, or proof that the peer is alive). One
+        PING/PONG serves both ends, so only one should ping: the end that sent
+        the link's first datagram leads, and the other waits two RTOs longer
+        (its PING goes out only if neither the leader's PING nor its first
+        repeat arrived). Without that, both timers expire within a one-way
+        delay of each other and both ends ping. While a keep-alive PING is
+        unanswered, the next follows after one RTO, doubling each time up to
+        ``keepalive_interval``.
+        """
+        if self._ping_wanted:
+            return None
+        interval = self.config.keepalive_interval
+        if self._unanswered_keepalives:
+            backoff = self._rtt.rto * 2.0 ** min(self._unanswered_keepalives - 1, 32)
+            return self._last_keepalive + min(backoff, interval)
+        due = min(self._last_sent, self._last_received) + interval
+        if self._leads_keepalive is False:
+            due += min(2 * self._rtt.rto, (self.config.idle_timeout - interval) / 2)
+        return due
 
     def handle_timer(self, now: float) -> None:
         """Run every timer that has expired at ``now``."""
@@ -468,8 +526,18 @@ class Link:
             self._shutdown(PeerUnreachable("retransmissions"), "retransmissions")
         elif now >= self._last_received + self.config.idle_timeout:
             self._shutdown(PeerUnreachable("idle_timeout"), "idle_timeout")
-        elif now >= self._last_sent + self.config.keepalive_interval:
-            self._ping_wanted = True
+        else:
+            self._maybe_keepalive(now)
+
+    def _maybe_keepalive(self, now: float) -> None:
+        deadline = self._keepalive_deadline()
+        if deadline is None or now < deadline:
+            return
+        if self._unanswered_keepalives:
+            self._counters.keepalive_probes += 1
+        self._unanswered_keepalives += 1
+        self._last_keepalive = now
+        self._ping_wanted = True
 
     # -- internals -------------------------------------------------------------
 

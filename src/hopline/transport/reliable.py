@@ -25,10 +25,13 @@ Sender (:class:`ReliableSender`)
     spurious, and the reordering tolerance widens (up to 64 datagrams and 2
     RTT, as RACK's adaptive window does, RFC 8985 6.2), decaying back after
     16 RTTs without another. A tail loss probe (RFC 8985 7) resends the last
-    segment once after about 2 SRTT without an ACK. Otherwise the RFC 6298
+    segment once after about 2 SRTT without an ACK (plus twice
+    ``max_ack_delay`` while the peer may be holding its ACK). Otherwise the RFC 6298
     retransmission timer fires: the earliest unacknowledged segment is
     resent and the RTO doubles (exponential backoff) until an RTT sample from
-    a segment that was never retransmitted resets it (Karn's rule).
+    a segment that was never retransmitted resets it (Karn's rule). Both
+    timers allow for the peer holding its ACK up to ``max_ack_delay``, so a
+    delayed ACK is never mistaken for loss.
     ``max_retransmissions`` consecutive expirations without progress make the
     peer unreachable.
 
@@ -38,15 +41,20 @@ Receiver (:class:`ReliableReceiver`)
     :class:`~hopline.transport.fragment.InOrderAssembler`, and builds ACK
     frames (cumulative + up to ``max_ack_ranges`` NACK/SACK pairs). ACKs are
     delayed: sent at once after ``ack_every`` datagrams with reliable data,
-    after anything out of order or duplicated, or ``max_ack_delay`` after the
-    first unacknowledged arrival. The ACK reports how long it was held so
-    the sender can subtract it from its RTT sample (as QUIC does); that keeps
-    RTT estimates honest while a bulk transfer sends far fewer ACKs than
-    data datagrams.
+    after anything out of order or duplicated (the peer is recovering from
+    loss, or our ACK was lost), or ``max_ack_delay`` after the first
+    unacknowledged arrival; until then any datagram the link sends carries
+    the ACK, so a reply within the delay costs no ACK of its own. Only
+    reliable data is ever acknowledged: a datagram holding nothing but ACKs,
+    PINGs, PONGs or unreliable data elicits no ACK, so ACKs never bounce.
+    The ACK reports how long it was held so the sender can subtract it from
+    its RTT sample (as QUIC does); that keeps RTT estimates honest while a
+    bulk transfer sends far fewer ACKs than data datagrams.
 
 :class:`RttEstimator` is RFC 6298 section 2 and 5 verbatim (SRTT, RTTVAR,
 K = 4, alpha = 1/8, beta = 1/4, clock granularity, min/max clamp, doubling
-on expiry).
+on expiry), plus the peer's ``max_ack_delay`` in the RTO as in RFC 9002's
+PTO (the link passes it; the estimator's own default of 0 is the RFC as is).
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ _MAX_REORDER_FRACTION = 1.0
 _MAX_REORDER_THRESHOLD = 64
 _REORDER_MEMORY_RTTS = 16
 _MAX_DELAY_FIELD = 0xFFFF
+_HELD_ACK_ALLOWANCE = 2  # max_ack_delays a tail loss probe waits for an ACK the peer holds
 
 
 class RttEstimator:
@@ -97,11 +106,18 @@ class RttEstimator:
         min_rto: float = 1.0,
         max_rto: float = 60.0,
         granularity: float = 0.001,
+        max_ack_delay: float = 0.0,
     ) -> None:
-        """Start with no sample: RTO is ``initial_rto`` (RFC 6298 2.1)."""
+        """Start with no sample: RTO is ``initial_rto`` (RFC 6298 2.1).
+
+        ``max_ack_delay`` is how long the peer may hold an ACK. Samples have
+        the reported hold time subtracted, so it is added back to the RTO
+        (as RFC 9002 6.2.1 does for its PTO); 0 gives RFC 6298 verbatim.
+        """
         self.min_rto = min_rto
         self.max_rto = max_rto
         self.granularity = granularity
+        self.max_ack_delay = max_ack_delay
         self.srtt: float | None = None
         self.rttvar: float | None = None
         self.latest: float | None = None
@@ -138,7 +154,8 @@ class RttEstimator:
             self.srtt = (1 - self.ALPHA) * self.srtt + self.ALPHA * rtt
         self.samples += 1
         self.backoff = 0
-        self._base_rto = self._clamp(self.srtt + max(self.granularity, self.K * self.rttvar))
+        variance = max(self.granularity, self.K * self.rttvar)
+        self._base_rto = self._clamp(self.srtt + variance + self.max_ack_delay)
 
     def on_timeout(self) -> None:
         """The retransmission timer expired: double the RTO (RFC 6298 5.5), up to the max."""
@@ -198,6 +215,7 @@ class ReliableSender:
         self._frag_index = 0
         self._frag_count = 0
         self._inflight: dict[int, _Segment] = {}
+        self._flight_datagrams: dict[int, int] = {}  # datagram number -> segments in flight
         self._retransmit: list[int] = []
         self._snd_nxt = 0
         self._largest_acked_datagram = -1
@@ -309,8 +327,12 @@ class ReliableSender:
 
     def _transmit(self, seg: _Segment, now: float, datagram: int) -> DataFrame:
         seg.sent_time = now
+        if seg.datagram >= 0:
+            self._leave_flight(seg)
         seg.previous_datagram = seg.datagram
         seg.datagram = datagram
+        flight = self._flight_datagrams
+        flight[datagram] = flight.get(datagram, 0) + 1
         seg.transmissions += 1
         if self._rto_deadline is None:
             self._rto_deadline = now + self._rtt.rto  # RFC 6298 5.1
@@ -319,13 +341,36 @@ class ReliableSender:
         return DataFrame(True, seg.seq, seg.index, seg.count, seg.payload)
 
     def _probe_timeout(self) -> float:
-        """RFC 8985 7.2: 2 SRTT (+ delayed-ACK allowance for a lone segment), at most RTO."""
+        """RFC 8985 7.2: 2 SRTT (+ an allowance if the peer may hold its ACK), at most RTO.
+
+        RFC 8985 adds the worst-case delayed-ACK time for a lone segment,
+        because TCP acks every second segment. This receiver acks at once only
+        after ``ack_every`` *datagrams*, and several segments often share one
+        datagram, so the allowance is added while the segments in flight were
+        sent in fewer datagrams than that (counting segments made a short path
+        probe every datagram that carried two messages). The allowance is two
+        ``max_ack_delay``: the peer's ACK timer runs in an event loop that may
+        read the datagram and fire the timer late, and on a short path 2 SRTT
+        leaves no room for that, so one ``max_ack_delay`` made an idle
+        request/reply probe now and then on a loaded machine. Linux allows its
+        full worst-case delayed ACK (200 ms) for the same reason. A lost lone
+        datagram is still repaired long before the minimum RTO.
+        """
         if self._rtt.srtt is None:
             return self._rtt.rto
         pto = 2 * self._rtt.srtt + self._rtt.granularity
-        if len(self._inflight) <= 1:
-            pto += self._config.max_ack_delay
+        if len(self._flight_datagrams) < self._config.ack_every:
+            pto += _HELD_ACK_ALLOWANCE * self._config.max_ack_delay
         return min(pto, self._rtt.rto)
+
+    def _leave_flight(self, seg: _Segment) -> None:
+        """``seg`` no longer counts towards the datagram it was last sent in."""
+        flight = self._flight_datagrams
+        left = flight[seg.datagram] - 1
+        if left:
+            flight[seg.datagram] = left
+        else:
+            del flight[seg.datagram]
 
     # -- acknowledgements ----------------------------------------------------
 
@@ -344,6 +389,7 @@ class ReliableSender:
             for seq in range(max(low, self._snd_una), min(high, self._snd_nxt)):
                 seg = self._inflight.pop(seq, None)
                 if seg is not None:
+                    self._leave_flight(seg)
                     newly += 1
                     if latest is None or seg.datagram > latest.datagram:
                         latest = seg

@@ -18,13 +18,15 @@ Modules: :mod:`~hopline.wire.varint` (integers), :mod:`~hopline.wire.types`
 limits), :mod:`~hopline.wire.schema` (the table machinery),
 :mod:`~hopline.wire.codec` (whole messages), :mod:`~hopline.wire.commands`
 (the table: link, login server, presence, calls), :mod:`~hopline.wire.membership`
-(supernode membership), :mod:`~hopline.wire.directory` (lookups, replicas,
-search), :mod:`~hopline.wire.jsonform` (JSON and the dissector).
+(supernode membership), :mod:`~hopline.wire.hosts` (supernode samples for
+clients), :mod:`~hopline.wire.directory` (lookups, replicas, search),
+:mod:`~hopline.wire.jsonform` (JSON and the dissector).
 """
 
 from hopline.wire import (  # importing registers the whole table
     commands,
     directory,
+    hosts,
     membership,
     search_replica,
 )
@@ -90,6 +92,7 @@ __all__ = [
     "WrongType",
     "commands",
     "directory",
+    "hosts",
     "membership",
     "search_replica",
     "decode",

@@ -8,7 +8,7 @@ range          layer
 =============  ==========================================
 0x0001-0x000F  link: ping, echo, forward
 0x0010-0x001F  login server (identity, certificates)
-0x0020-0x002F  overlay membership (supernode to supernode)
+0x0020-0x002F  overlay membership (0x0026 also for clients)
 0x0030-0x004F  directory: presence records, lookups, search
 0x0050-0x005F  connectivity: candidates, relays
 0x0060-0x007F  calls
@@ -16,7 +16,8 @@ range          layer
 0x00A0-0x00AF  file transfer
 =============  ==========================================
 
-Membership (0x0020-0x002F) lives in :mod:`hopline.wire.membership` and the
+Membership (0x0020-0x0025) lives in :mod:`hopline.wire.membership`, the
+supernode sample clients ask for (0x0026) in :mod:`hopline.wire.hosts`, and the
 directory's own commands (0x0031-0x004F) in :mod:`hopline.wire.directory`;
 importing :mod:`hopline.wire` registers all of them in one table.
 

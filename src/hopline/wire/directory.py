@@ -150,6 +150,13 @@ class ProfilePublish(Message, command=0x0036, kind=Kind.REQUEST, name="profile.p
     """
 
     profile: PublicProfile = param(1, OBJECTS, record=PublicProfile)
+    previous: PublicProfile | None = param(
+        2,
+        OBJECTS,
+        record=PublicProfile,
+        default=None,
+        doc="the profile it replaces: owners of its terms drop their copy",
+    )
 
 
 class ProfilePublishReply(Message, command=0x0036, kind=Kind.REPLY, name="profile.publish"):

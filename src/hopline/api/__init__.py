@@ -1,0 +1,1 @@
+"""The daemon's local API (HTTP + WebSocket on loopback, token-guarded) and its documents."""

@@ -1,0 +1,221 @@
+"""The daemon's local API: HTTP + WebSocket on 127.0.0.1, guarded by a token.
+
+:func:`create_app` builds a FastAPI application around one
+:class:`~hopline.daemon.node.ClientDaemon`. Routes are thin: they check the
+token, let pydantic check the body (:mod:`hopline.api.models`), call one
+daemon method and return its document. Every failure is a JSON
+:class:`~hopline.api.models.ApiErrorDoc` with a stable ``error`` code:
+
+| status | error | when |
+|---|---|---|
+| 401 | ``unauthorized`` | no token, or the wrong one (compared in constant time) |
+| 409 | ``not-logged-in``, ``already-logged-in`` | the profile's login state forbids it |
+| 422 | ``bad-input`` | a body, query or value the daemon refuses |
+| 502 | ``refused`` | the login server or a supernode refused (its reason in ``message``) |
+| 503 | ``not-online``, ``unreachable`` | no home supernode yet, or the network is down |
+
+The token travels as ``Authorization: Bearer TOKEN``; WebSocket clients that
+cannot set headers may pass ``?token=`` instead. ``/v1/events`` streams daemon
+events (state changes, presence, login/logout) as JSON text frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hopline import __version__
+from hopline.api import models as m
+from hopline.daemon.node import ClientDaemon, DaemonError
+
+WS_UNAUTHORIZED = 4401  # application close code: bad or missing token
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": m.ApiErrorDoc} for code in (401, 409, 422, 502, 503)
+}
+
+
+BEARER = HTTPBearer(auto_error=False, description="the token in the profile's api.token")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+class Unauthorized(Exception):
+    """A request without the right token."""
+
+
+def _token_matches(given: str | None, token: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _authorized(request: Request, credentials: Credentials) -> None:
+    if credentials is None or not _token_matches(credentials.credentials, request.app.state.token):
+        raise Unauthorized
+
+
+def _daemon(request: Request) -> ClientDaemon:
+    daemon: ClientDaemon = request.app.state.daemon
+    return daemon
+
+
+Daemon = Annotated[ClientDaemon, Depends(_daemon)]
+router = APIRouter(dependencies=[Depends(_authorized)], responses=ERRORS)
+
+
+def create_app(daemon: ClientDaemon | None, token: str) -> FastAPI:
+    """The API application for ``daemon``; every route needs ``token``.
+
+    Without a daemon the application still describes itself (``/openapi.json``),
+    which is how ``python -m hopline.api.openapi`` writes ``docs/openapi.json``.
+    """
+    app = FastAPI(
+        title="Hopline daemon API",
+        version=__version__,
+        description="The local API of one Hopline profile's daemon (hopline up).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.daemon, app.state.token = daemon, token
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.add_api_websocket_route("/v1/events", events)
+    return app
+
+
+def _error(status: int, code: str, message: str, retry_after_ms: int | None = None) -> JSONResponse:
+    doc = m.ApiErrorDoc(error=code, message=message, retry_after_ms=retry_after_ms)
+    return JSONResponse(doc.model_dump(exclude_none=True), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, __: Exception) -> JSONResponse:
+        response = _error(401, "unauthorized", "missing or wrong API token (see api.token)")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    @app.exception_handler(DaemonError)
+    async def daemon_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DaemonError)
+        return _error(exc.status, exc.code, str(exc), exc.retry_after_ms)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return _error(422, "bad-input", _first_problem(exc))
+
+
+def _first_problem(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+
+
+# ---------------------------------------------------------------- account
+
+
+@router.post("/v1/register", response_model=m.Registered, tags=["account"])
+async def register(body: m.RegisterRequest, daemon: Daemon) -> m.Registered:
+    """Create an account on the login server."""
+    fields = body.model_dump(exclude={"username", "password"}, exclude_none=True)
+    name = await daemon.register(body.username, body.password, fields)
+    return m.Registered(registered=name)
+
+
+@router.post("/v1/login", response_model=m.LoggedIn, tags=["account"])
+async def login(body: m.LoginRequest, daemon: Daemon) -> m.LoggedIn:
+    """Log this device in and go online."""
+    return m.LoggedIn(**await daemon.login(body.username, body.password))
+
+
+@router.post("/v1/logout", response_model=m.LoggedOut, tags=["account"])
+async def logout(daemon: Daemon) -> m.LoggedOut:
+    """Go offline and revoke this device's certificate."""
+    return m.LoggedOut(**await daemon.logout())
+
+
+@router.get("/v1/status", response_model=m.Status, tags=["account"])
+async def status(daemon: Daemon) -> m.Status:
+    """Who, which supernode, public address, NAT class, presence."""
+    return m.Status(**daemon.status())
+
+
+@router.post("/v1/shutdown", response_model=m.Stopping, tags=["account"])
+async def shutdown(daemon: Daemon) -> m.Stopping:
+    """Stop the daemon (it leaves the network cleanly)."""
+    daemon.request_stop()
+    return m.Stopping(stopping=True)
+
+
+# ---------------------------------------------------------------- directory
+
+
+@router.get("/v1/search", response_model=m.SearchResults, tags=["directory"])
+async def search(
+    daemon: Daemon,
+    q: Annotated[str, Query(min_length=1, max_length=100)],
+    by: m.SearchBy = "any",
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> m.SearchResults:
+    """Search the white pages, or look a handle up."""
+    return m.SearchResults(**await daemon.search(q, by, limit, cursor))
+
+
+@router.get("/v1/users/{username}", response_model=m.UserHit, tags=["directory"])
+async def lookup(username: Annotated[str, m.Username], daemon: Daemon) -> m.UserHit:
+    """Presence of one user: online, offline (last seen) or unknown."""
+    return m.UserHit(**await daemon.lookup(username))
+
+
+# ---------------------------------------------------------------- me
+
+
+@router.get("/v1/profile", response_model=m.PublicProfile, tags=["me"])
+async def get_profile(daemon: Daemon) -> m.PublicProfile:
+    """This user's white-pages fields."""
+    return m.PublicProfile(**daemon.public_profile())
+
+
+@router.patch("/v1/profile", response_model=m.PublicProfile, tags=["me"])
+async def set_profile(body: m.ProfileUpdate, daemon: Daemon) -> m.PublicProfile:
+    """Change white-pages fields and publish them."""
+    fields = body.model_dump(exclude_unset=True)
+    return m.PublicProfile(**await daemon.set_profile(fields))
+
+
+@router.put("/v1/presence", response_model=m.Presence, tags=["me"])
+async def set_presence(body: m.PresenceUpdate, daemon: Daemon) -> m.Presence:
+    """Set status and mood; published at once."""
+    return m.Presence(**await daemon.set_presence(body.status, body.mood))
+
+
+# ---------------------------------------------------------------- events
+
+
+async def events(websocket: WebSocket) -> None:
+    """Daemon events as JSON text frames."""
+    given = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        given = header[7:]
+    if not _token_matches(given, websocket.app.state.token):
+        await websocket.close(code=WS_UNAUTHORIZED)
+        return
+    daemon: ClientDaemon = websocket.app.state.daemon
+    await websocket.accept()
+    subscription = daemon.events.subscribe()
+    try:
+        with contextlib.suppress(WebSocketDisconnect):  # the client went away
+            while True:
+                event = await subscription.next()
+                await websocket.send_json(event.to_json())
+    finally:
+        daemon.events.unsubscribe(subscription)

@@ -1,0 +1,15 @@
+"""The client daemon (``hopline up``): one profile's node, kept online, behind the local API."""
+
+from hopline.daemon.files import AlreadyRunning, DaemonFileError, DaemonInfo, read_daemon_info
+from hopline.daemon.node import ClientDaemon, DaemonConfig, DaemonError, DaemonState
+
+__all__ = [
+    "AlreadyRunning",
+    "ClientDaemon",
+    "DaemonConfig",
+    "DaemonError",
+    "DaemonFileError",
+    "DaemonInfo",
+    "DaemonState",
+    "read_daemon_info",
+]

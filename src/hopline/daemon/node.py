@@ -1,0 +1,469 @@
+"""The client daemon: one profile's ordinary node, kept online.
+
+:class:`ClientDaemon` owns the profile while ``hopline up`` runs. It is the
+only writer of the profile's certificate, host cache and settings, and
+everything other programs and the CLI do goes through it (the local API in
+:mod:`hopline.api`).
+
+Life of a daemon::
+
+    logged-out --login--> connecting --home found--> online
+        ^                     ^  |                     |
+        |                     |  +-- no supernode -----+-- home lost --> re-homing
+        +------ logout -------+------------------------+   (ClientSession.rehome)
+
+* **Connecting** retries with exponential backoff (1 s up to 30 s) for as long
+  as the network is down: the daemon stays up across network changes.
+* **Online**, the :class:`~hopline.client.session.ClientSession` keeps the
+  home alive and re-homes by itself; the daemon renews the certificate when
+  half its lifetime has passed and refreshes the host cache from the overlay.
+* **Stopping** (SIGINT/SIGTERM, or :meth:`ClientDaemon.stop`) publishes an
+  "offline" presence so lookups see the user leave at once, saves the host
+  cache and closes the sockets.
+
+Failures reach callers as :class:`DaemonError` subclasses, each with a stable
+``code`` and the HTTP status the API answers with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from hopline.client import account
+from hopline.client.profile import Profile, ProfileError
+from hopline.client.session import ClientSession, PresenceStatus, SessionConfig
+from hopline.daemon.events import EventBus
+from hopline.identity import CertificateError, CertificateVerifier
+from hopline.identity.names import InvalidUsername, canonical_username
+from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
+from hopline.wire import ErrorCode
+from hopline.wire.directory import LookupState, SearchField
+
+log = logging.getLogger("hopline.daemon")
+T = TypeVar("T")
+
+
+class DaemonState(StrEnum):
+    """Where the daemon is in its life (see the module docstring)."""
+
+    LOGGED_OUT = "logged-out"
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    REHOMING = "re-homing"
+    STOPPED = "stopped"
+
+
+# ---------------------------------------------------------------- errors
+
+
+class DaemonError(Exception):
+    """A request the daemon cannot carry out; ``code`` is stable, ``status`` is HTTP."""
+
+    code = "failed"
+    status = 500
+
+    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class BadInput(DaemonError):
+    """The caller's input is wrong (a bad name, field or value)."""
+
+    code, status = "bad-input", 422
+
+
+class NotLoggedIn(DaemonError):
+    """The operation needs a logged-in profile."""
+
+    code, status = "not-logged-in", 409
+
+
+class AlreadyLoggedIn(DaemonError):
+    """Another user is logged in on this profile."""
+
+    code, status = "already-logged-in", 409
+
+
+class NotOnline(DaemonError):
+    """Logged in, but no home supernode right now."""
+
+    code, status = "not-online", 503
+
+
+class Refused(DaemonError):
+    """The network refused the request; the message carries its reason."""
+
+    code, status = "refused", 502
+
+
+class Unreachable(DaemonError):
+    """The login server or supernode could not be reached."""
+
+    code, status = "unreachable", 503
+
+
+# ---------------------------------------------------------------- config
+
+
+@dataclass
+class DaemonConfig:
+    """Timers and options of a daemon."""
+
+    session: SessionConfig = field(default_factory=SessionConfig)
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 30.0
+    renew_check_s: float = 600.0
+    leave_timeout_s: float = 2.0
+
+
+SEARCH_FIELDS = {
+    "name": SearchField.NAME,
+    "city": SearchField.CITY,
+    "country": SearchField.COUNTRY,
+    "language": SearchField.LANGUAGE,
+}
+LOOKUP_STATES = {LookupState.NOT_FOUND: "unknown", LookupState.ONLINE: "online"}
+STATUS_NAMES = {s: s.name.lower() for s in PresenceStatus}
+STATUS_BY_NAME = {"online": 1, "away": 2, "dnd": 3, "invisible": 4}
+
+
+class ClientDaemon:
+    """One profile's node (see the module docstring)."""
+
+    def __init__(self, profile: Profile, config: DaemonConfig | None = None) -> None:
+        self.profile = profile
+        self.config = config or DaemonConfig()
+        self.events = EventBus()
+        self.session: ClientSession | None = None
+        self.started = time.time()
+        self.last_error: str | None = None
+        self._online_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
+        self._state = DaemonState.LOGGED_OUT
+        self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+
+    # ------------------------------------------------------------ life
+
+    @property
+    def state(self) -> DaemonState:
+        """The current state; an online session without a home is re-homing."""
+        session = self.session
+        if self._state == DaemonState.ONLINE and session is not None and not session.connected:
+            return DaemonState.REHOMING
+        return self._state
+
+    def _set_state(self, state: DaemonState) -> None:
+        if state != self._state:
+            self._state = state
+            self.events.emit("state", state=str(state))
+            log.info("daemon %s", state)
+
+    async def start(self) -> None:
+        """Go online if the profile holds a usable certificate."""
+        if self._usable_certificate():
+            self._go_online()
+
+    def _usable_certificate(self) -> bool:
+        certificate = self.profile.certificate
+        if certificate is None:
+            return False
+        try:
+            CertificateVerifier(self.profile.ls_key).verify(certificate, time.time())
+        except CertificateError as exc:
+            log.warning("stored certificate unusable (%s): log in again", exc.reason)
+            return False
+        return True
+
+    def _go_online(self) -> None:
+        self._set_state(DaemonState.CONNECTING)
+        self._online_task = asyncio.create_task(self._stay_online(), name="hopline-online")
+        self._renew_task = asyncio.create_task(self._keep_renewed(), name="hopline-renew")
+        for task in (self._online_task, self._renew_task):
+            task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self.last_error = f"{task.get_name()} failed: {task.exception()!r}"
+        log.error("%s", self.last_error, exc_info=task.exception())
+
+    async def _stay_online(self) -> None:
+        """Connect (retrying while the network is down), then keep the session up."""
+        delay = self.config.retry_initial_s
+        while True:
+            session = ClientSession(self.profile, self.config.session)
+            try:
+                await session.connect()
+            except (EndpointError, OSError) as exc:
+                await session.close()
+                self.last_error = f"no supernode reachable: {exc}"
+                log.warning("%s; retrying in %.0f s", self.last_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
+                continue
+            self.session, self.last_error = session, None
+            self._set_state(DaemonState.ONLINE)
+            self.events.emit("home", **self._home_json(session))
+            delay = self.config.retry_initial_s
+            try:
+                await session.run()
+            except EndpointError as exc:  # e.g. a refresh refused: start over
+                self.last_error = f"session ended: {exc}"
+                log.warning("%s; connecting again", self.last_error)
+            self.session = None
+            await session.close()
+            self._set_state(DaemonState.CONNECTING)
+
+    async def _keep_renewed(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.renew_check_s)
+            body = self.profile.certificate_body()
+            if body is None or time.time() < (body.issued_at + body.expires_at) / 2:
+                continue
+            try:
+                await account.renew(self.profile)
+            except (EndpointError, PermissionError) as exc:
+                log.warning("certificate renewal failed: %s", exc)
+                continue
+            if self.session is not None:
+                self.session.endpoint.set_certificate(self.profile.certificate)
+            log.info("certificate renewed")
+
+    async def _go_offline(self) -> None:
+        for task in (self._online_task, self._renew_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._online_task = self._renew_task = None
+        if self.session is not None:
+            await self.session.leave(self.config.leave_timeout_s)
+            self.session = None
+
+    def request_stop(self) -> None:
+        """Ask the process running this daemon to stop it (see :meth:`stop_requested`)."""
+        self._stop_requested.set()
+
+    async def stop_requested(self) -> None:
+        """Wait for :meth:`request_stop` (the API's shutdown, or a signal)."""
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        """Leave the network cleanly; :meth:`wait_stopped` returns afterwards."""
+        await self._go_offline()
+        self._set_state(DaemonState.STOPPED)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` has finished."""
+        await self._stopped.wait()
+
+    # ------------------------------------------------------------ accounts
+
+    async def register(self, username: str, password: str, fields: dict[str, Any]) -> str:
+        """Create an account on the login server; returns the canonical name."""
+        return await _network(account.register(self.profile, username, password, **fields))
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """Log in (the login server certifies this device) and go online."""
+        name = _canonical(username)
+        current = self.user
+        if current is not None and current != name:
+            raise AlreadyLoggedIn(f"logged in as {current}: log out first")
+        result = await _network(account.login(self.profile, name, password))
+        await self._go_offline()
+        self._go_online()
+        self.events.emit("login", user=result.username)
+        return {"user": result.username, "expires_at": result.expires_at}
+
+    async def logout(self) -> dict[str, Any]:
+        """Go offline and revoke this device's certificate (locally forgotten anyway)."""
+        user = self.user
+        if user is None:
+            raise NotLoggedIn("not logged in")
+        await self._go_offline()
+        revoked = True
+        try:
+            await account.logout(self.profile)
+        except (EndpointError, PermissionError) as exc:
+            log.warning("login server did not revoke the certificate: %s", exc)
+            self.profile.forget_certificate()
+            revoked = False
+        self._set_state(DaemonState.LOGGED_OUT)
+        self.events.emit("logout", user=user)
+        return {"user": user, "revoked": revoked}
+
+    @property
+    def user(self) -> str | None:
+        """The logged-in user, if any."""
+        body = self.profile.certificate_body()
+        return body.subject if body is not None else None
+
+    # ------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """Who, which supernode, public address, presence: the ``status`` document."""
+        body = self.profile.certificate_body()
+        session = self.session
+        presence = self.profile.config.get("presence") or {}
+        status = PresenceStatus(presence.get("status", PresenceStatus.ONLINE))
+        doc: dict[str, Any] = {
+            "user": body.subject if body else None,
+            "state": str(self.state),
+            "profile": str(self.profile.path),
+            "device_id": self.profile.device_id.hex(),
+            "supernode": None,
+            "public_address": None,
+            "nat": "unknown",
+            "presence": {"status": STATUS_NAMES[status], "mood": presence.get("mood")},
+            "certificate_expires": body.expires_at if body else None,
+            "rehomes": session.rehomes if session else 0,
+            "host_cache": len(session.cache) if session else None,
+            "uptime_s": round(time.time() - self.started, 1),
+            "last_error": self.last_error,
+        }
+        if session is not None and session.home is not None:
+            doc["supernode"] = self._home_json(session)
+            doc["public_address"] = str(session.observed) if session.observed else None
+        return doc
+
+    @staticmethod
+    def _home_json(session: ClientSession) -> dict[str, Any]:
+        home = session.home
+        name = home.peer.name if home is not None and home.peer is not None else None
+        return {
+            "name": name,
+            "address": str(session.home_address) if session.home_address else None,
+            "transport": session.home_transport,
+            "rtt_ms": session.home_rtt_ms,
+            "since": session.connected_at,
+        }
+
+    def _online_session(self) -> ClientSession:
+        if self.user is None:
+            raise NotLoggedIn("not logged in: run 'hopline login USER'")
+        session = self.session
+        if session is None or not session.connected:
+            raise NotOnline(f"not connected to a supernode yet ({self.last_error or 'connecting'})")
+        return session
+
+    # ------------------------------------------------------------ directory
+
+    async def lookup(self, username: str) -> dict[str, Any]:
+        """Where is ``username``: online, offline (last seen) or unknown."""
+        name = _canonical(username)
+        reply = await _network(self._online_session().lookup(name))
+        state = LOOKUP_STATES.get(LookupState(reply.state), "offline")
+        doc: dict[str, Any] = {"username": name, "state": state, "last_seen": reply.last_seen}
+        record = reply.record
+        if record is not None:
+            doc["status"] = STATUS_NAMES.get(PresenceStatus(record.status), "online")
+            doc["mood"] = record.mood
+            doc["devices"] = len(record.devices)
+            doc["last_seen"] = reply.last_seen or record.last_seen
+        return doc
+
+    async def search(self, query: str, by: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        """White-pages search (``by``: name, city, country, language, handle or any).
+
+        ``any`` looks the query up as a handle and searches it as a name; the
+        exact handle comes first.
+        """
+        if by == "handle":
+            return {
+                "query": query,
+                "by": by,
+                "results": await self._handle(query),
+                "next_cursor": None,
+            }
+        if by == "any":
+            exact = await self._handle(query) if _is_username(query) and cursor is None else []
+            found = await self.search(query, "name", limit, cursor)
+            seen = {hit["username"] for hit in exact}
+            found["results"] = exact + [h for h in found["results"] if h["username"] not in seen]
+            found["by"] = by
+            return found
+        if by not in SEARCH_FIELDS:
+            raise BadInput(f"cannot search by {by!r}: use handle, name, city, country or language")
+        session = self._online_session()
+        reply = await _network(session.search(SEARCH_FIELDS[by], query, limit, cursor))
+        results = [_profile_json(p) for p in reply.profiles]
+        return {"query": query, "by": by, "results": results, "next_cursor": reply.next_cursor}
+
+    async def _handle(self, query: str) -> list[dict[str, Any]]:
+        found = await self.lookup(query)
+        return [found] if found["state"] != "unknown" else []
+
+    # ------------------------------------------------------------ me
+
+    def public_profile(self) -> dict[str, Any]:
+        """This user's public (white pages) fields."""
+        return dict(self.profile.config.get("public_profile") or {})
+
+    async def set_profile(self, fields: dict[str, str | None]) -> dict[str, Any]:
+        """Change public fields (an empty value clears one) and publish them."""
+        session = self._online_session()
+        try:
+            return await _network(session.set_public_profile(fields))
+        except ProfileError as exc:
+            raise BadInput(str(exc)) from None
+
+    async def set_presence(self, status: str, mood: str | None) -> dict[str, Any]:
+        """Set online, away, dnd or invisible (and a mood text), and publish."""
+        if status not in STATUS_BY_NAME:
+            raise BadInput(f"unknown status {status!r}: use online, away, dnd or invisible")
+        session = self._online_session()
+        try:
+            await _network(session.set_presence(PresenceStatus(STATUS_BY_NAME[status]), mood))
+        except ProfileError as exc:
+            raise BadInput(str(exc)) from None
+        self.events.emit("presence", user=session.user, status=status, mood=session.mood)
+        return {"status": status, "mood": session.mood}
+
+
+def _canonical(username: str) -> str:
+    try:
+        return canonical_username(username)
+    except InvalidUsername as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _is_username(text: str) -> bool:
+    try:
+        canonical_username(text)
+    except InvalidUsername:
+        return False
+    return True
+
+
+def _profile_json(profile: Any) -> dict[str, Any]:
+    fields = ("username", "full_name", "city", "country", "language")
+    return {name: getattr(profile, name) for name in fields}
+
+
+async def _network(awaitable: Awaitable[T]) -> T:
+    """Await a network call, turning its failures into :class:`DaemonError`."""
+    try:
+        return await awaitable
+    except RequestError as exc:
+        if exc.code == ErrorCode.BAD_REQUEST:
+            raise BadInput(exc.reason or "refused as malformed") from None
+        reason = exc.reason or ErrorCode(exc.code).name.lower()
+        raise Refused(reason, retry_after_ms=exc.retry_after_ms) from None
+    except ConnectError as exc:
+        raise Unreachable(f"cannot reach the server ({exc.reason})") from None
+    except EndpointError as exc:
+        raise Unreachable(str(exc)) from None
+    except PermissionError as exc:
+        raise NotLoggedIn(str(exc)) from None
+    except ProfileError as exc:
+        raise BadInput(str(exc)) from None

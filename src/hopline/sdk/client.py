@@ -1,0 +1,198 @@
+"""A typed async client for a Hopline daemon's local API.
+
+::
+
+    from hopline.sdk import Client
+
+    async with Client.for_profile("~/.hopline/default") as hopline:
+        status = await hopline.status()
+        async for user in hopline.search_all("ada", by="name"):
+            print(user.username, user.city)
+
+Replies are the API's own pydantic models (:mod:`hopline.api.models`), so a
+field the daemon adds shows up here typed. Every failure is a
+:class:`HoplineError` carrying the API's stable ``code``;
+:class:`DaemonNotRunning` says no daemon serves the profile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from hopline.api import models as m
+from hopline.daemon.files import DaemonFileError, read_daemon_info
+
+M = TypeVar("M", bound=BaseModel)
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class HoplineError(Exception):
+    """The daemon refused or failed a request; ``code`` is the API's error code."""
+
+    def __init__(
+        self, code: str, message: str, status: int = 0, retry_after_ms: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code, self.status, self.retry_after_ms = code, status, retry_after_ms
+
+
+class DaemonNotRunning(HoplineError):
+    """No daemon serves this profile (start one with ``hopline up``)."""
+
+    def __init__(self, profile: Path, detail: str = "") -> None:
+        super().__init__("not-running", f"no hopline daemon is running for {profile}{detail}")
+        self.profile = profile
+
+
+class Client:
+    """One connection to a daemon's API (an ``httpx.AsyncClient`` underneath)."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.base_url, self._token = base_url, token
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    @classmethod
+    def for_profile(cls, profile: str | Path, timeout: float = DEFAULT_TIMEOUT_S) -> Client:
+        """A client for the daemon running on ``profile`` (raises DaemonNotRunning)."""
+        path = Path(profile).expanduser()
+        try:
+            found = read_daemon_info(path)
+        except DaemonFileError as exc:
+            raise DaemonNotRunning(path, f" ({exc})") from None
+        if found is None:
+            raise DaemonNotRunning(path)
+        info, token = found
+        return cls(info.api, token, timeout)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._http.aclose()
+
+    # ------------------------------------------------------------ plumbing
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        model: type[M],
+        *,
+        body: BaseModel | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> M:
+        content = body.model_dump_json(exclude_unset=True) if body is not None else None
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        try:
+            response = await self._http.request(
+                method, path, content=content, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise HoplineError("unreachable", f"the daemon does not answer: {exc}") from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return model.model_validate(response.json())
+
+    # ------------------------------------------------------------ account
+
+    async def status(self) -> m.Status:
+        """Who, which supernode, public address, NAT class, presence."""
+        return await self._call("GET", "/v1/status", m.Status)
+
+    async def register(self, username: str, password: str, **fields: str) -> m.Registered:
+        """Create an account (``full_name``, ``city``, ``country``, ``language``)."""
+        body = m.RegisterRequest(username=username, password=password, **fields)
+        return await self._call("POST", "/v1/register", m.Registered, body=body)
+
+    async def login(self, username: str, password: str) -> m.LoggedIn:
+        """Log this device in; the daemon goes online."""
+        body = m.LoginRequest(username=username, password=password)
+        return await self._call("POST", "/v1/login", m.LoggedIn, body=body)
+
+    async def logout(self) -> m.LoggedOut:
+        """Go offline and revoke this device's certificate."""
+        return await self._call("POST", "/v1/logout", m.LoggedOut)
+
+    async def shutdown(self) -> m.Stopping:
+        """Stop the daemon."""
+        return await self._call("POST", "/v1/shutdown", m.Stopping)
+
+    # ------------------------------------------------------------ directory
+
+    async def search(
+        self, query: str, by: str = "any", limit: int = 20, cursor: str | None = None
+    ) -> m.SearchResults:
+        """One page of white-pages results (``by``: any, handle, name, city, country, language)."""
+        params: dict[str, Any] = {"q": query, "by": by, "limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return await self._call("GET", "/v1/search", m.SearchResults, params=params)
+
+    async def search_all(
+        self, query: str, by: str = "any", page: int = 50, max_results: int = 1000
+    ) -> AsyncIterator[m.UserHit]:
+        """Every result, page after page (at most ``max_results``)."""
+        cursor: str | None = None
+        given = 0
+        while given < max_results:
+            results = await self.search(query, by, page, cursor)
+            for hit in results.results[: max_results - given]:
+                given += 1
+                yield hit
+            cursor = results.next_cursor
+            if cursor is None:
+                return
+
+    async def lookup(self, username: str) -> m.UserHit:
+        """Presence of one user: online, offline (last seen) or unknown."""
+        return await self._call("GET", f"/v1/users/{username}", m.UserHit)
+
+    # ------------------------------------------------------------ me
+
+    async def profile(self) -> m.PublicProfile:
+        """This user's white-pages fields."""
+        return await self._call("GET", "/v1/profile", m.PublicProfile)
+
+    async def set_profile(self, **fields: str | None) -> m.PublicProfile:
+        """Change white-pages fields ("" clears one)."""
+        body = m.ProfileUpdate(**fields)
+        return await self._call("PATCH", "/v1/profile", m.PublicProfile, body=body)
+
+    async def set_presence(self, status: str, mood: str | None = None) -> m.Presence:
+        """online, away, dnd or invisible, with an optional mood text."""
+        body = m.PresenceUpdate(status=status, mood=mood)  # type: ignore[arg-type]
+        return await self._call("PUT", "/v1/presence", m.Presence, body=body)
+
+    # ------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Daemon events as they happen (state, presence, login, logout, ...)."""
+        import websockets  # only event readers need it
+
+        url = self.base_url.replace("http", "ws", 1) + "/v1/events"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        async with websockets.connect(url, additional_headers=headers) as socket:
+            async for frame in socket:
+                yield json.loads(frame)
+
+
+def _error_of(response: httpx.Response) -> HoplineError:
+    try:
+        doc = m.ApiErrorDoc.model_validate(response.json())
+    except ValueError:
+        return HoplineError("http", f"HTTP {response.status_code}", response.status_code)
+    return HoplineError(doc.error, doc.message, response.status_code, doc.retry_after_ms)
