@@ -15,7 +15,10 @@ datagrams between sockets and cores, arms one timer per connection from
 
 ``now`` for the cores is wall-clock time (certificates carry wall-clock
 validity); timers are armed as delays from it. Datagrams nobody can use are
-dropped and counted in :attr:`Endpoint.dropped`.
+dropped and counted in :attr:`Endpoint.dropped`, after one last offer to
+``raw_handler`` (a datagram that is neither a connection's nor a handshake
+init: the supernode's STUN service, :mod:`hopline.nat.service`, takes STUN
+messages there and answers with :meth:`Endpoint.send_raw`).
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ class Endpoint:
         self.max_handshakes = max_handshakes
         self.forwarding = forwarding
         self.datagram_handler = datagram_handler
+        # datagrams that are neither a connection's nor an init (STUN): True = taken
+        self.raw_handler: Callable[[bytes, Addr], bool] | None = None
         self.own_name = parse_certificate(certificate)[0].subject if certificate else None
         self.dropped: Counter[str] = Counter()
         self.forwarded = 0  # envelopes passed on
@@ -247,6 +252,10 @@ class Endpoint:
 
         return send
 
+    def send_raw(self, datagram: bytes, address: Addr) -> None:
+        """Send a datagram outside any connection (a STUN answer) from the UDP socket."""
+        self._udp_sender(address)(datagram)
+
     def forget(self, pc: PeerConnection) -> None:
         """Drop a closed connection from the tables."""
         for table in (self.connections, self._replacements):
@@ -264,6 +273,8 @@ class Endpoint:
                 pc.service()
                 return
         if not hs.looks_like_init(data):
+            if self.raw_handler is not None and self.raw_handler(data, address):
+                return
             self.dropped["unknown-peer" if key not in self.connections else "unreadable"] += 1
             return
         if not self._yield_to(key, data):

@@ -12,7 +12,12 @@ held), ``lookups_total``, ``connections`` by peer role,
 ``relayed_bytes_total`` (their payload bytes), ``forwarded_total`` (the
 same count as ``relayed_messages_total``, its older name), ``dropped_total``
 by reason (every datagram, message or envelope refused anywhere in the node;
-envelopes that could not be relayed are the ``forward:*`` reasons).
+envelopes that could not be relayed are the ``forward:*`` reasons, relay
+drops ``relay:*`` and refused relay requests ``relay-refused:*``). The relay
+(:mod:`hopline.supernode.relay_service`) adds ``relay_allocations`` (held
+now), ``relay_granted_total`` (allocations granted), ``relay_packets_total`` and
+``relay_datagram_bytes_total`` by direction (``in``: from peers to owners,
+``out``: from owners to peers).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class Snapshot:
     forwarded: int = 0
     relayed_bytes: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    relay_allocations: int = 0
+    relay_counters: dict[str, int] = field(default_factory=dict)
 
 
 class SnapshotCollector(Collector):
@@ -68,10 +75,28 @@ class SnapshotCollector(Collector):
         yield CounterMetricFamily(
             PREFIX + "relayed_bytes", "payload bytes of relayed envelopes", snap.relayed_bytes
         )
+        yield from _relay_metrics(snap)
         dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
         for reason, count in sorted(snap.dropped.items()):
             dropped.add_metric([reason], count)
         yield dropped
+
+
+def _relay_metrics(snap: Snapshot) -> Iterator[Metric]:
+    counters = snap.relay_counters
+    yield GaugeMetricFamily(
+        PREFIX + "relay_allocations", "relay allocations held", snap.relay_allocations
+    )
+    yield CounterMetricFamily(
+        PREFIX + "relay_granted", "relay allocations granted", counters.get("allocated", 0)
+    )
+    for what, unit in (("packets", "packets"), ("datagram_bytes", "bytes")):
+        family = CounterMetricFamily(
+            PREFIX + f"relay_{what}", f"relayed datagram {unit}", labels=["direction"]
+        )
+        for direction in ("in", "out"):
+            family.add_metric([direction], counters.get(f"{unit}_{direction}", 0))
+        yield family
 
 
 def serve_metrics(host: str, port: int) -> tuple[SnapshotCollector, WSGIServer]:

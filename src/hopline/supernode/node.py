@@ -14,7 +14,8 @@ and again when half its lifetime has passed (checked every
 :data:`RENEW_CHECK_S`). Enrollment and every renewal report the address the
 node listens on (or ``--public-address``), so the login server can hand it
 out to clients as a bootstrap node. It serves certified users and supernodes over UDP and TCP
-on one port, answers pings, forwards envelopes between its peers, and
+on one port, answers pings, forwards envelopes between its peers, relays
+datagrams for users behind NAT (:mod:`hopline.supernode.relay_service`), and
 tells clients which other supernodes are alive (:mod:`hopline.supernode.hosts`).
 
 Stopping (:meth:`Supernode.close`, on SIGTERM or SIGINT) is a graceful
@@ -53,6 +54,7 @@ from hopline.supernode.handover import (
 from hopline.supernode.hosts import HostsService
 from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
 from hopline.supernode.overlay import OverlayNode
+from hopline.supernode.relay_service import RelayService
 from hopline.supernode.search_service import SearchService
 from hopline.wire import Address, ErrorCode, Message
 from hopline.wire.membership import MembershipLeave
@@ -118,6 +120,7 @@ class Supernode:
     housekeeping: asyncio.Task[None] | None = None
     metrics: SnapshotCollector | None = None
     metrics_server: WSGIServer | None = None
+    relay: RelayService | None = None
 
     @classmethod
     async def start(
@@ -180,7 +183,9 @@ class Supernode:
 
         overlay.on_change = on_change
         overlays.append(overlay)
-        services += [directory, search, HostsService(overlay)]
+        relay_host = str(public_address.host) if public_address is not None else None
+        relay = RelayService(endpoint, address[0], relay_host)  # after the overlay's handler
+        services += [directory, search, HostsService(overlay), relay]
         node = cls(
             data_dir,
             keys,
@@ -194,6 +199,7 @@ class Supernode:
             directory,
             search,
             handover_timeout=handover_timeout,
+            relay=relay,
         )
         node.save_identity()
         if metrics is not None:
@@ -230,6 +236,8 @@ class Supernode:
             roles[Role(cert.role).name.lower() if cert is not None else "anonymous"] += 1
         refused = Counter({f"directory:{k}": v for k, v in self.directory.store.refused.items()})
         dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped) + refused
+        relay = self.relay.table if self.relay is not None else None
+        dropped += self.relay.drop_counts() if self.relay is not None else Counter()
         self.metrics.snapshot = Snapshot(
             members=len(self.overlay.members()),
             records=len(self.directory.store),
@@ -238,6 +246,8 @@ class Supernode:
             forwarded=self.endpoint.forwarded,
             relayed_bytes=self.endpoint.forwarded_bytes,
             dropped=dict(dropped),
+            relay_allocations=len(relay) if relay is not None else 0,
+            relay_counters=dict(relay.counters) if relay is not None else {},
         )
 
     async def _renew_if_due(self) -> None:
@@ -279,6 +289,8 @@ class Supernode:
         self.overlay.close()
         self.directory.close()
         self.search.close()
+        if self.relay is not None:
+            self.relay.close()
         self.endpoint.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()

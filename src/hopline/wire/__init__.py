@@ -20,6 +20,7 @@ limits), :mod:`~hopline.wire.schema` (the table machinery),
 (the table: link, login server, presence, calls), :mod:`~hopline.wire.membership`
 (supernode membership), :mod:`~hopline.wire.hosts` (supernode samples for
 clients), :mod:`~hopline.wire.directory` (lookups, replicas, search),
+:mod:`~hopline.wire.relay` (relay allocations),
 :mod:`~hopline.wire.jsonform` (JSON and the dissector).
 """
 
@@ -28,6 +29,7 @@ from hopline.wire import (  # importing registers the whole table
     directory,
     hosts,
     membership,
+    relay,
     search_replica,
 )
 from hopline.wire.codec import (
@@ -94,6 +96,7 @@ __all__ = [
     "directory",
     "hosts",
     "membership",
+    "relay",
     "search_replica",
     "decode",
     "decode_raw",

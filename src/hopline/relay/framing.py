@@ -1,0 +1,57 @@
+"""Channel-data frames: relayed datagrams with a two-byte header.
+
+On the owner's secure connection, relayed datagrams travel on the
+*unreliable* channel. The general form is a wire notice (``relay.send``
+from the owner, ``relay.data`` to it) that names the allocation and the
+peer's address. Once the owner has bound a channel number to a peer
+(``relay.channel``), the same datagram travels as a *channel-data frame*,
+as TURN's ChannelData does::
+
+    +-------------------------+----------------------------+
+    | channel: 2 bytes, BE    | payload: rest of datagram  |
+    +-------------------------+----------------------------+
+
+The channel number lies in ``0x4000-0x7FFF``, so the first byte is in
+``0x40-0x7F`` and can never be mistaken for a wire message, whose header
+byte is ``0x10-0x13`` (version 1). The unreliable channel delimits
+datagrams, so no length field is needed. :func:`parse_channel_frame`
+raises only :class:`FrameError`.
+"""
+
+from __future__ import annotations
+
+from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
+
+__all__ = ["FrameError", "channel_frame", "is_channel_frame", "parse_channel_frame"]
+
+HEADER_SIZE = 2
+
+
+class FrameError(ValueError):
+    """A datagram that is not a channel-data frame; ``reason`` is the counter key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_channel_frame(data: bytes) -> bool:
+    """Whether ``data`` starts like a channel-data frame (first byte 0x40-0x7F)."""
+    return bool(data) and 0x40 <= data[0] <= 0x7F
+
+
+def channel_frame(channel: int, payload: bytes) -> bytes:
+    """The frame carrying ``payload`` on ``channel``."""
+    if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
+        raise ValueError(f"channel {channel:#x} outside 0x4000-0x7FFF")
+    return channel.to_bytes(HEADER_SIZE, "big") + payload
+
+
+def parse_channel_frame(data: bytes) -> tuple[int, bytes]:
+    """``(channel, payload)`` of a frame; :class:`FrameError` if it is none."""
+    if len(data) < HEADER_SIZE:
+        raise FrameError("channel:truncated")
+    channel = int.from_bytes(data[:HEADER_SIZE], "big")
+    if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
+        raise FrameError("channel:out-of-range")
+    return channel, bytes(data[HEADER_SIZE:])
