@@ -90,6 +90,39 @@ def test_init_is_padded_against_amplification() -> None:
     assert len(response) == 1 and 0 < len(response[0]) <= len(init)
 
 
+def test_a_spoofed_init_never_gets_more_bytes_back_than_it_cost() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    init = pair.client.datagrams_to_send(NOW)[0]
+    pair.to_server.submit(init, NOW)
+    pair.step()
+    server = pair.server
+    assert server is not None
+    sent = sum(len(d) for d in pair.to_client.pop_due(NOW))
+    now = float(NOW)
+    while (timer := server.get_timer()) is not None:  # the initiator never answers
+        now = timer
+        server.handle_timer(now)
+        sent += sum(len(d) for d in server.datagrams_to_send(now))
+    assert server.close_reason == "handshake-timeout"
+    assert 0 < sent <= len(init)
+    assert server.dropped["handshake-amplification"] >= 1
+
+
+def test_a_repeated_init_buys_another_response() -> None:
+    pair = ConnectionPair.create(*user_and_supernode())
+    init = pair.client.datagrams_to_send(NOW)[0]
+    pair.to_server.submit(init, NOW)
+    pair.step()
+    server = pair.server
+    assert server is not None
+    first = pair.to_client.pop_due(NOW)
+    later = NOW + 5.0
+    for _ in range(3):  # the initiator resends: each repeat may be answered again
+        later += 1.0
+        server.receive_datagram(init, later)
+        assert server.datagrams_to_send(later) == first
+
+
 def test_short_init_is_refused() -> None:
     pair = ConnectionPair.create(*user_and_supernode())
     init = pair.client.datagrams_to_send(NOW)[0]

@@ -50,6 +50,16 @@ def test_status_shows_user_home_and_public_address(alice_bob: Net) -> None:
     assert "alice" in human and status["supernode"]["name"] in human
 
 
+def test_status_shows_the_nat_type_once_discovered(alice_bob: Net) -> None:
+    deadline = time.monotonic() + 30
+    status = alice_bob.json("alice", "status")
+    while status["nat"] == "unknown" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        status = alice_bob.json("alice", "status")
+    assert status["nat"] == "open"  # loopback: the mapped address is the local one
+    assert "open" in alice_bob.cli("alice", "status").stdout
+
+
 def test_search_by_handle_name_and_city(alice_bob: Net) -> None:
     assert lookup(alice_bob, "bob", "alice")["state"] == "online"
     by_name = alice_bob.json("bob", "search", "lidd", "--by", "name")["results"]

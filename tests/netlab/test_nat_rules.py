@@ -32,7 +32,8 @@ def test_udp_blocked_drops_forwarded_udp_only() -> None:
     assert "hook forward priority filter" in text
     assert "meta l4proto udp counter drop" in text
     assert "tcp" not in text
-    assert "drop" not in rules(NatClass.MASQUERADE)
+    assert "counter drop" not in rules(NatClass.MASQUERADE)
+    assert "hook forward" not in rules(NatClass.MASQUERADE)
 
 
 def test_every_table_carries_the_lab_prefix_and_public_has_no_router() -> None:
@@ -45,3 +46,11 @@ def test_every_table_carries_the_lab_prefix_and_public_has_no_router() -> None:
             assert rules(nat).startswith("table ip hnl000000nat {")
     assert cgn_ruleset("hnl000000nat", WAN).startswith("table ip hnl000000nat {")
     assert f'oifname "{WAN}" masquerade' in cgn_ruleset("hnl000000nat", WAN)
+
+
+def test_routers_drop_new_udp_to_themselves_from_the_wan() -> None:
+    rule = f'iifname "{WAN}" ct state new meta l4proto udp drop'
+    for nat in NatClass:
+        if nat.routed and nat is not NatClass.DOUBLE_NAT:
+            assert rule in rules(nat), nat
+    assert rule in cgn_ruleset("hnl000000nat", WAN)

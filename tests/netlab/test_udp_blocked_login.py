@@ -12,92 +12,26 @@ in the directory, the masquerade client at its mapped public address.
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hopline.demo.cluster import enrollment_token, hopline_command
-from hopline.netlab import Lab, LabProcess, NatClass
+from hopline.netlab import Lab, NatClass
+from hopline.netlab.network import LabNetwork
 from hopline.netlab.system import in_namespace
 from hopline.wire import Address
 
-PASSWORD = "correct horse battery staple"
-SUPERNODE_PORT = 33033
-WAIT_FOR_OVERLAY = """
-import sys, time
-from hopline.demo.walkthrough import members_seen
-metrics = sys.argv[1:]
-deadline = time.monotonic() + 40
-while time.monotonic() < deadline:
-    seen = [members_seen(m) for m in metrics]
-    if all(count == len(metrics) for count in seen):
-        sys.exit(0)
-    time.sleep(0.2)
-sys.exit(f"overlay did not converge: members seen {seen}")
-"""
-
-
-@dataclass
-class Network:
-    """The lab, the login server's ready line and the supernodes' listen addresses."""
-
-    lab: Lab
-    workdir: Path
-    ls: dict[str, Any]
-    supernodes: list[str]
-
-    def account(self, client: str, command: str, user: str) -> dict[str, Any]:
-        """``hopline register|login USER --json`` run on ``client``."""
-        password = self.workdir / "password"
-        password.write_text(PASSWORD + "\n")
-        argv = hopline_command(
-            *(command, user, "--profile", str(self.workdir / user)),
-            *("--login-server", self.ls["listen"], "--ls-key", self.ls["public_key"]),
-            *("--password-file", str(password), "--json"),
-        )
-        return json.loads(self.lab.exec(client, argv, timeout=60))
-
-    def agent(self, client: str, user: str) -> LabProcess:
-        """A logged-in session of ``user`` on ``client``, waiting for commands."""
-        argv = [sys.executable, "-m", "hopline.netlab.agent", "--profile", str(self.workdir / user)]
-        agent = self.lab.run(client, argv, label=f"agent-{user}")
-        assert agent.wait_ready()["user"] == user
-        return agent
-
 
 @pytest.fixture
-def network(lab: Lab, tmp_path: Path) -> Iterator[Network]:
+def network(lab: Lab, tmp_path: Path) -> Iterator[LabNetwork]:
     """Login server and two supernodes on the public segment; clients blocked and masq."""
-    ls_host = lab.add_server("ls")
-    listen = f"{ls_host.address}:4433"
-    ls_args = ["loginserver", "--listen", listen, "--data-dir", str(tmp_path / "ls")]
-    ls = lab.run("ls", hopline_command(*ls_args), label="loginserver").wait_ready(30)
-    supernodes: list[str] = []
-    metrics: list[str] = []
-    for n in range(2):
-        host = lab.add_server(f"sn{n}")
-        args = [
-            *("supernode", "--listen", f"{host.address}:{SUPERNODE_PORT}"),
-            *("--login-server", ls["listen"], "--ls-key", ls["public_key"]),
-            *("--data-dir", str(tmp_path / f"sn{n}")),
-            *("--enroll-token", enrollment_token(tmp_path / "ls")),
-            *("--metrics", f"{host.address}:9100"),
-        ]
-        if supernodes:
-            args += ["--join", supernodes[0]]
-        ready = lab.run(f"sn{n}", hopline_command(*args), label=f"sn{n}").wait_ready(30)
-        supernodes.append(ready["listen"])
-        metrics.append(ready["metrics"])
-    lab.python("ls", "-c", WAIT_FOR_OVERLAY, *metrics)
+    net = LabNetwork(lab, tmp_path)
+    net.start(supernodes=2)
     lab.add_client("blocked", NatClass.UDP_BLOCKED)
     lab.add_client("masq", NatClass.MASQUERADE)
-    yield Network(lab, tmp_path, ls, supernodes)
+    yield net
 
 
 def udp_dropped(lab: Lab, client: str) -> int:
@@ -110,7 +44,7 @@ def udp_dropped(lab: Lab, client: str) -> int:
 
 
 def test_udp_blocked_client_goes_online_over_tcp_and_finds_a_masquerade_client(
-    network: Network,
+    network: LabNetwork,
 ) -> None:
     lab = network.lab
     assert network.account("blocked", "register", "blocky")["registered"] == "blocky"
@@ -137,11 +71,14 @@ def test_udp_blocked_client_goes_online_over_tcp_and_finds_a_masquerade_client(
 
     found = blocky.request({"op": "lookup", "user": "masky"})
     assert found["ok"] and found["state"] == "online", found
-    assert [e["address"] for e in found["endpoints"]] == [str(observed)]  # its mapped address
+    mapped = [e["address"] for e in found["endpoints"] if e["kind"] == 1]  # server-reflexive
+    assert mapped == [str(observed)]
 
     back = masky.request({"op": "lookup", "user": "blocky"})
     assert back["ok"] and back["state"] == "online", back
-    assert [e["address"] for e in back["endpoints"]] == [home["observed"]]
+    assert [e["address"] for e in back["endpoints"] if e["kind"] == 1] == [home["observed"]]
+    homes = [e for e in back["endpoints"] if e["kind"] == 5]  # where path offers reach it
+    assert [(e["address"], e["transport"]) for e in homes] == [(home["home"], 1)]
 
     for agent in (blocky, masky):
         assert agent.request({"op": "close"})["closed"]

@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from hopline import __version__
-from hopline.cli import account, client, daemon, demo, servers, wire
+from hopline.cli import account, client, daemon, demo, netcheck, servers, wire
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ app.command("status")(client.status_command)
 app.command("search")(client.search_command)
 app.add_typer(client.profile_app, name="profile")
 app.add_typer(client.presence_app, name="presence")
+app.command("netcheck")(netcheck.netcheck_command)
 
 
 @app.callback()

@@ -164,6 +164,7 @@ class SupernodeOptions:
     metrics: str | None
     replication: int
     handover_timeout: float
+    stun_alt_port: int | None = None
 
 
 async def _serve_supernode(options: SupernodeOptions) -> None:
@@ -194,6 +195,7 @@ async def _serve_supernode(options: SupernodeOptions) -> None:
             metrics=metrics_at,
             replication=options.replication,
             handover_timeout=options.handover_timeout,
+            stun_alt_port=options.stun_alt_port,
         )
     except SupernodeError as exc:
         raise UsageError(str(exc)) from None
@@ -244,6 +246,15 @@ def supernode_command(
             help="seconds a stopping supernode spends handing its records over",
         ),
     ] = HANDOVER_TIMEOUT_S,
+    stun_alt_port: Annotated[
+        int | None,
+        typer.Option(
+            "--stun-alt-port",
+            min=0,
+            max=65535,
+            help="STUN alternate UDP port (default: the main port + 1; 0: none)",
+        ),
+    ] = None,
     log_format: LogFormatOption = LogFormat.TEXT,
 ) -> None:
     """Run a supernode in the foreground (Ctrl-C or SIGTERM: hand records over, then stop)."""
@@ -259,5 +270,6 @@ def supernode_command(
         metrics,
         replication,
         handover_timeout,
+        stun_alt_port,
     )
     run_loop(_serve_supernode(options))

@@ -9,7 +9,10 @@
    home supernode; outcomes go into the cache, which is saved in the profile.
 2. **Presence and profile**: it learns its public (server-reflexive) address from the
    home's answer to a ping and publishes a presence record listing this
-   device: its certificate, static key and endpoints. The record's sequence
+   device: its certificate, static key and endpoints (the server-reflexive
+   address, and the home supernode as kind 5: where path offers reach it,
+   see :mod:`hopline.path.manager`; the endpoint accepts connections from
+   certified users, and its UDP socket is dual-stack where IPv6 exists). The record's sequence
    number grows with the clock, so a newer record always wins, even after a
    restart. It also puts the public profile given at registration (full
    name, city, country, language) in the white pages.
@@ -38,7 +41,7 @@ from hopline.client import account
 from hopline.client.hostcache import HostCache
 from hopline.client.overlay_hosts import refresh_host_cache
 from hopline.client.profile import Profile, ProfileError, parse_address
-from hopline.client.race import RaceConfig, race_connect
+from hopline.client.race import RaceConfig, Transport, race_connect
 from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, Role
 from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection, RequestError
@@ -100,12 +103,14 @@ class ClientSession:
             static=profile.keys.static,
             certificate=profile.certificate,
             verifier=CertificateVerifier(profile.ls_key),
+            accept=Expectation(role=Role.USER),  # peers open paths to us (hopline.path)
         )
         self.home: PeerConnection | None = None
         self.home_address: Address | None = None
         self.home_transport: str | None = None
         self.home_rtt_ms: float | None = None
         self.observed: Address | None = None
+        self.nat_class = 0  # hopline.nat.discovery.NatType, once discovered (0: unknown)
         self.status = PresenceStatus(profile.config.get("presence", {}).get("status", ONLINE))
         self.mood: str | None = profile.config.get("presence", {}).get("mood")
         self.connected_at: float | None = None
@@ -129,6 +134,8 @@ class ClientSession:
         timeout = self.config.connect_timeout_s
         if self.config.listen is not None and self.endpoint.local_address is None:
             await self.endpoint.listen(self.config.listen)
+        elif self.endpoint.local_address is None and Transport.UDP in self.config.race.transports:
+            await self._open_dual_stack()
 
         async def attempt(address: Address, tcp: bool) -> PeerConnection:
             return await self.endpoint.connect(address.as_tuple(), expect, tcp=tcp, timeout=timeout)
@@ -146,6 +153,14 @@ class ClientSession:
         await self.refresh_hosts()
         log.info("home supernode %s at %s", home.peer.name if home.peer else "?", won.address)
         return home
+
+    async def _open_dual_stack(self) -> None:
+        """One UDP socket for IPv6 and IPv4 (peers reach us on either; see
+        hopline.path), or IPv4 only where the host has no IPv6."""
+        try:
+            await self.endpoint.open_udp("::", 0, dual=True)
+        except OSError:
+            await self.endpoint.open_udp("0.0.0.0", 0)  # noqa: S104 -- every interface
 
     @property
     def connected(self) -> bool:
@@ -189,11 +204,15 @@ class ClientSession:
         endpoints = []
         if self.observed is not None and not hidden:
             endpoints.append(EndpointRecord(address=self.observed, kind=1))
+        if self.home_address is not None and not hidden:  # where path offers reach us
+            tcp = 1 if self.home_transport == "tcp" else 0
+            endpoints.append(EndpointRecord(address=self.home_address, transport=tcp, kind=5))
         device = DeviceRecord(
             device_id=self.profile.device_id,
             identity_key=self.profile.keys.static.public,
             certificate=certificate,
             endpoints=tuple(endpoints),
+            nat_class=self.nat_class,
         )
         return PresenceRecord(
             user=self.user,

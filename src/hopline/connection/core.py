@@ -23,6 +23,12 @@ Handshake reliability: the initiator resends its init until a response
 arrives; the responder resends its response until the finish arrives, and
 also when sealed packets arrive before the finish (the finish was lost); the
 initiator answers a repeated response with its finish again.
+
+No amplification: until the finish proves the initiator's address, a
+responder sends in all no more bytes than it received from that address
+(the init and its repeats). The response is smaller than the padded init,
+so a spoofed init gets one or two responses back at most, never more bytes
+than it cost; the initiator's own retransmissions buy further resends.
 """
 
 from __future__ import annotations
@@ -115,6 +121,8 @@ class _Handshake:
     interval: float = 0.25
     deadline: float = 0.0
     retransmissions: int = 0
+    received_bytes: int = 0  # handshake bytes from the peer (the responder's budget)
+    sent_bytes: int = 0  # handshake bytes sent to it
 
 
 class Connection:
@@ -188,6 +196,7 @@ class Connection:
         if conn._session.read_handshake(noise_message, now=now):
             raise hs.FramingError("an init carries no payload")
         conn._hs.last_received = init
+        conn._hs.received_bytes = len(init)
         response = conn._session.write_handshake(conn._own_payload(), now=now)
         if len(response) > len(init):
             raise hs.FramingError("response would be larger than the init")
@@ -295,6 +304,7 @@ class Connection:
         """An exact repeat of the peer's last handshake datagram: our answer was lost."""
         if not self._hs.last_received or data != self._hs.last_received:
             return False
+        self._hs.received_bytes += len(data)
         if self.initiator or self.state is State.HANDSHAKING:
             self._resend_handshake(now)  # init -> response again; response -> finish again
         else:
@@ -317,6 +327,7 @@ class Connection:
         except CryptoError:
             # not message 3: sealed data sent after a finish that was lost
             self.dropped["early"] += 1
+            self._hs.received_bytes += len(noise)
             self._resend_handshake(now)
             return
         self._hs.last_received = noise
@@ -391,6 +402,7 @@ class Connection:
     def _send_handshake(self, datagram: bytes, now: float) -> None:
         self._hs.last_sent = datagram
         self._hs.resend_at = now + self._hs.interval
+        self._hs.sent_bytes += len(datagram)
         self._out.append(datagram)
 
     def _resend_handshake(self, now: float) -> None:
@@ -403,9 +415,15 @@ class Connection:
             self._retransmit(now)
 
     def _retransmit(self, now: float) -> None:
-        self._hs.retransmissions += 1
-        self._hs.resent_at = now
-        self._out.append(self._hs.last_sent)
+        hs_state = self._hs
+        unvalidated = not self.initiator and self.state is State.HANDSHAKING
+        if unvalidated and hs_state.sent_bytes + len(hs_state.last_sent) > hs_state.received_bytes:
+            self.dropped["handshake-amplification"] += 1  # wait for the peer to repeat
+            return
+        hs_state.retransmissions += 1
+        hs_state.resent_at = now
+        hs_state.sent_bytes += len(hs_state.last_sent)
+        self._out.append(hs_state.last_sent)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """Everything to put on the wire now, in order."""

@@ -17,6 +17,10 @@ Life of a daemon::
 * **Online**, the :class:`~hopline.client.session.ClientSession` keeps the
   home alive and re-homes by itself; the daemon renews the certificate when
   half its lifetime has passed and refreshes the host cache from the overlay.
+  Each time it comes online it discovers its NAT against the home and
+  another supernode (:func:`~hopline.nat.netcheck.run_netcheck`, in the
+  background): ``status`` shows the NAT type, and the presence record
+  carries it (``nat_class``) for peers choosing how to reach this device.
 * **Stopping** (SIGINT/SIGTERM, or :meth:`ClientDaemon.stop`) publishes an
   "offline" presence so lookups see the user leave at once, saves the host
   cache and closes the sockets.
@@ -48,6 +52,9 @@ from hopline.wire.directory import LookupState, SearchField
 
 log = logging.getLogger("hopline.daemon")
 T = TypeVar("T")
+
+
+NETCHECK_SERVERS = 3  # the home and two more supernodes from the host cache
 
 
 class DaemonState(StrEnum):
@@ -122,6 +129,7 @@ class DaemonConfig:
     retry_max_s: float = 30.0
     renew_check_s: float = 600.0
     leave_timeout_s: float = 2.0
+    netcheck_timeout_s: float = 10.0
 
 
 SEARCH_FIELDS = {
@@ -147,6 +155,8 @@ class ClientDaemon:
         self.last_error: str | None = None
         self._online_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._netcheck_task: asyncio.Task[None] | None = None
+        self.nat_report: dict[str, Any] | None = None  # the last netcheck, as JSON
         self._state = DaemonState.LOGGED_OUT
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
@@ -212,6 +222,7 @@ class ClientDaemon:
                 continue
             self.session, self.last_error = session, None
             self._set_state(DaemonState.ONLINE)
+            self._discover_nat(session)
             self.events.emit("home", **self._home_json(session))
             delay = self.config.retry_initial_s
             try:
@@ -222,6 +233,26 @@ class ClientDaemon:
             self.session = None
             await session.close()
             self._set_state(DaemonState.CONNECTING)
+
+    def _discover_nat(self, session: ClientSession) -> None:
+        task = asyncio.create_task(self._netcheck(session), name="hopline-netcheck")
+        task.add_done_callback(self._task_ended)
+        self._netcheck_task = task
+
+    async def _netcheck(self, session: ClientSession) -> None:
+        """Learn this network's NAT type; publish it with the presence record."""
+        from hopline.nat.netcheck import run_netcheck  # noqa: PLC0415 -- only once online
+
+        servers = [session.home_address] if session.home_address is not None else []
+        servers += session.cache.candidates(time.time(), NETCHECK_SERVERS)
+        servers = list(dict.fromkeys(servers))[:NETCHECK_SERVERS]
+        report = await run_netcheck(servers, timeout=self.config.netcheck_timeout_s)
+        self.nat_report = report.to_json()
+        session.nat_class = int(report.nat_type)
+        self.events.emit("nat", **self.nat_report)
+        if session.connected:
+            with contextlib.suppress(EndpointError):  # the next refresh publishes it anyway
+                await session.publish()
 
     async def _keep_renewed(self) -> None:
         while True:
@@ -239,12 +270,12 @@ class ClientDaemon:
             log.info("certificate renewed")
 
     async def _go_offline(self) -> None:
-        for task in (self._online_task, self._renew_task):
+        for task in (self._online_task, self._renew_task, self._netcheck_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._online_task = self._renew_task = None
+        self._online_task = self._renew_task = self._netcheck_task = None
         if self.session is not None:
             await self.session.leave(self.config.leave_timeout_s)
             self.session = None
@@ -323,7 +354,7 @@ class ClientDaemon:
             "device_id": self.profile.device_id.hex(),
             "supernode": None,
             "public_address": None,
-            "nat": "unknown",
+            "nat": (self.nat_report or {}).get("nat_type", "unknown"),
             "presence": {"status": STATUS_NAMES[status], "mood": presence.get("mood")},
             "certificate_expires": body.expires_at if body else None,
             "rehomes": session.rehomes if session else 0,

@@ -27,6 +27,7 @@ from hopline.client.session import ClientSession
 from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
+from hopline.path.manager import PathManager
 from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
 from hopline.wire import Address, decode, encode
 from hopline.wire.commands import Echo, Forward, Ping, Pong
@@ -137,6 +138,36 @@ class Walkthrough:
         return (
             f"both online (home race + presence) in {online_ms:.0f} ms; "
             f"bob found alice at {where} in {lookup_ms:.1f} ms"
+        )
+
+    def peer_path(self) -> str:
+        return asyncio.run(self._peer_path())
+
+    async def _peer_path(self) -> str:
+        """Alice opens a peer-to-peer path to bob; both ping over it."""
+        sessions = [
+            ClientSession(Profile.open(self.workdir / u, create=False)) for u in ("alice", "bob")
+        ]
+        managers = [PathManager(session) for session in sessions]
+        try:
+            for session, manager in zip(sessions, managers, strict=True):
+                await session.connect()
+                await manager.start()
+            path = await managers[0].connect("bob", timeout=15)
+            accepted = await asyncio.wait_for(managers[1].accept(), 10)
+            there = await path.request(Ping(nonce=1), timeout=5)
+            back = await accepted.request(Ping(nonce=2), timeout=5)
+        finally:
+            for manager, session in zip(managers, sessions, strict=True):
+                await manager.close()
+                await session.close()
+        if not (isinstance(there, Pong) and isinstance(back, Pong)):
+            raise StepFailed(f"pings over the path answered {there!r}, {back!r}")
+        about = path.describe()
+        return (
+            f"{about['kind']} {about['family']} {about['local']} -> {about['remote']}; "
+            f"first packet from bob after {about['first_packet_ms']:.0f} ms, "
+            f"secure connection after {about['established_ms']:.0f} ms"
         )
 
     async def _search(self, session: ClientSession) -> str:
@@ -332,6 +363,7 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("go online, look up alice", walk.online_and_lookup),
             ("white pages search", walk.white_pages),
             ("message via a supernode", walk.relay_message),
+            ("peer-to-peer path alice -> bob", walk.peer_path),
         ]
         for name, action in plan:
             if not walk.run(name, action):

@@ -14,7 +14,9 @@ of :class:`StunMessage` and to the functions that write and read its value
 Understood: MAPPED-ADDRESS, XOR-MAPPED-ADDRESS (IPv4 and IPv6), USERNAME,
 MESSAGE-INTEGRITY (HMAC-SHA1, :func:`integrity_ok` checks it), ERROR-CODE,
 UNKNOWN-ATTRIBUTES, SOFTWARE, FINGERPRINT (CRC-32 xor 0x5354554E), and from
-RFC 5780 CHANGE-REQUEST, RESPONSE-PORT, RESPONSE-ORIGIN and OTHER-ADDRESS.
+RFC 5780 CHANGE-REQUEST, RESPONSE-PORT, RESPONSE-ORIGIN and OTHER-ADDRESS,
+and from ICE (RFC 8445) the empty USE-CANDIDATE flag that
+:mod:`hopline.path.checks` nominates a pair with.
 Other comprehension-required attributes (type below 0x8000) are listed in
 :attr:`StunMessage.unknown_required` so a server can answer 420; other
 comprehension-optional ones are skipped.
@@ -47,7 +49,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ATTRIBUTES",
@@ -120,6 +122,7 @@ class AttributeType(IntEnum):
     ERROR_CODE = 0x0009
     UNKNOWN_ATTRIBUTES = 0x000A
     XOR_MAPPED_ADDRESS = 0x0020
+    USE_CANDIDATE = 0x0025
     RESPONSE_PORT = 0x0027
     SOFTWARE = 0x8022
     FINGERPRINT = 0x8028
@@ -150,6 +153,7 @@ class StunMessage:
     response_origin: Addr | None = None
     other_address: Addr | None = None
     software: str | None = None
+    use_candidate: Literal[True] | None = None
     message_integrity: bytes | None = None
     fingerprint: bool = False
     unknown_required: tuple[int, ...] = ()
@@ -295,6 +299,16 @@ def _unpack_integrity(data: bytes, txid: bytes) -> bytes:
     return data
 
 
+def _pack_flag(value: Literal[True], txid: bytes) -> bytes:
+    return b""
+
+
+def _unpack_flag(data: bytes, txid: bytes) -> Literal[True]:
+    if data:
+        raise StunError("bad-flag", f"{len(data)} bytes in an empty attribute")
+    return True
+
+
 @dataclass(frozen=True)
 class AttributeSpec:
     """One row of the attribute table: wire type, message field, writer, reader."""
@@ -324,6 +338,7 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(_T.XOR_MAPPED_ADDRESS, "xor_mapped_address", *_XOR),
     AttributeSpec(_T.RESPONSE_ORIGIN, "response_origin", *_PLAIN),
     AttributeSpec(_T.OTHER_ADDRESS, "other_address", *_PLAIN),
+    AttributeSpec(_T.USE_CANDIDATE, "use_candidate", _pack_flag, _unpack_flag),
     AttributeSpec(_T.MESSAGE_INTEGRITY, "message_integrity", _pack_raw, _unpack_integrity, False),
 )
 _BY_TYPE = {int(spec.type): spec for spec in ATTRIBUTES}

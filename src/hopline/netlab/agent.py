@@ -12,6 +12,13 @@ each JSON line it reads:
 * ``{"op": "lookup", "user": NAME}`` — a directory lookup; answers the state
   (``"online"``, ``"offline"``, ``"not-found"``) and the endpoints published.
 * ``{"op": "status"}`` — home, transport, observed address, re-homes.
+* ``{"op": "path", "user": NAME, "timeout": S, "fresh": BOOL}`` — open a
+  peer-to-peer path to ``NAME`` (:class:`~hopline.path.manager.PathManager`;
+  ``fresh`` closes an earlier one first) and round-trip a ping over it;
+  answers ``{"ok": true, "path": PeerPath.describe(), "rtt_ms": ...}``.
+  Paths other clients open to this one are accepted in the background.
+* ``{"op": "path_ping", "user": NAME}`` — a ping over the path to ``NAME``
+  (opened or accepted), answered with the path's description.
 * ``{"op": "close"}`` (or end of input) — leave and exit.
 
 Failures answer ``{"ok": false, "error": ...}`` and the agent goes on. It is
@@ -23,15 +30,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from hopline.client.profile import Profile, ProfileError
 from hopline.client.session import ClientSession, SessionConfig
+from hopline.path.manager import PathError, PathManager
+from hopline.path.peer import PeerPath
 from hopline.runtime.endpoint import EndpointError
+from hopline.wire.commands import Ping, Pong
 from hopline.wire.directory import LookupState
 
 __all__ = ["Agent", "main"]
@@ -44,29 +56,73 @@ class Agent:
         """Drive ``session`` (not connected yet)."""
         self.session = session
         self.keeper: asyncio.Task[None] | None = None
+        self.paths = PathManager(session)
+        self.peers: dict[str, PeerPath] = {}  # by peer user: opened or accepted
+        self.acceptor: asyncio.Task[None] | None = None
+        self._nonce = itertools.count(1)
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         """Run one command; the answer to print."""
         op = command.get("op")
+        user = str(command.get("user", ""))
+        operations: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+            "connect": self.connect,
+            "lookup": lambda: self.lookup(user),
+            "status": self.status_answer,
+            "path": lambda: self.path(command),
+            "path_ping": lambda: self.path_ping(user),
+        }
+        operation = operations.get(str(op))
+        if operation is None:
+            return {"ok": False, "error": f"unknown op {op!r}"}
         try:
-            if op == "connect":
-                return await self.connect()
-            if op == "lookup":
-                return await self.lookup(str(command.get("user", "")))
-            if op == "status":
-                return {"ok": True, **self.status()}
-        except (EndpointError, ProfileError, OSError) as exc:
+            return await operation()
+        except (EndpointError, ProfileError, PathError, OSError, TimeoutError) as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def status_answer(self) -> dict[str, Any]:
+        """The answer to ``status``."""
+        return {"ok": True, **self.status()}
 
     async def connect(self) -> dict[str, Any]:
         """Find a home, publish, and keep the home alive from now on."""
         started = time.perf_counter()
         await self.session.connect()
         ms = round((time.perf_counter() - started) * 1000, 1)
+        loop = asyncio.get_running_loop()
         if self.keeper is None:
-            self.keeper = asyncio.get_running_loop().create_task(self.session.run())
+            self.keeper = loop.create_task(self.session.run())
+        if self.acceptor is None:
+            await self.paths.start()
+            self.acceptor = loop.create_task(self._accept())
         return {"ok": True, "ms": ms, **self.status()}
+
+    async def _accept(self) -> None:
+        while True:
+            path = await self.paths.accept()
+            self.peers[path.peer_user] = path
+
+    async def path(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Open a path to a user and round-trip a ping over it."""
+        user = str(command.get("user", ""))
+        old = self.peers.pop(user, None)
+        if old is not None and command.get("fresh"):
+            await old.close()
+        path = await self.paths.connect(user, timeout=float(command.get("timeout", 20.0)))
+        self.peers[user] = path
+        return await self.path_ping(user)
+
+    async def path_ping(self, user: str) -> dict[str, Any]:
+        """A ping over the path to ``user``; the path's description."""
+        path = self.peers.get(user)
+        if path is None:
+            return {"ok": False, "error": f"no path to {user!r}"}
+        started = time.perf_counter()
+        reply = await path.request(Ping(nonce=next(self._nonce)), timeout=5.0)
+        rtt = round((time.perf_counter() - started) * 1000, 2)
+        if not isinstance(reply, Pong):
+            return {"ok": False, "error": f"ping answered with {reply.NAME}"}
+        return {"ok": True, "path": path.describe(), "rtt_ms": rtt}
 
     def status(self) -> dict[str, Any]:
         """Where this session stands."""
@@ -106,8 +162,10 @@ class Agent:
 
     async def close(self) -> None:
         """Stop keeping the home alive and leave."""
-        if self.keeper is not None:
-            self.keeper.cancel()
+        for task in (self.keeper, self.acceptor):
+            if task is not None:
+                task.cancel()
+        await self.paths.close()
         await self.session.close()
 
 

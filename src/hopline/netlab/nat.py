@@ -23,6 +23,13 @@ class           what its router does
                 without NAT or filtering: reachable over IPv6 only
 ==============  ==========================================================
 
+Every router (and the CGN) also drops new inbound UDP addressed to itself on
+its WAN side, as home routers do. Without that, a peer's hole-punching probe
+that reaches the router before its client has sent anything leaves a
+conntrack entry for the router's own address and port, and masquerade then
+gives the client's next packet to that peer a different port: the NAT would
+look symmetric to exactly the peers punching towards it.
+
 The rulesets are nft scripts for one fresh table per router namespace (named
 with the lab prefix, so teardown can find it); :mod:`hopline.netlab.lab`
 loads them with ``nft -f -``.
@@ -77,6 +84,7 @@ def router_ruleset(table: str, nat: NatClass, wan: str, client: str) -> str:
             ],
         )
     ]
+    chains.append(_wan_input(wan))
     if nat is NatClass.FULL_CONE:
         chains.append(
             _chain(
@@ -117,9 +125,16 @@ def cgn_ruleset(table: str, wan: str) -> str:
                 [
                     f'oifname "{wan}" masquerade',
                 ],
-            )
+            ),
+            _wan_input(wan),
         ],
     )
+
+
+def _wan_input(wan: str) -> str:
+    """Drop new UDP from the WAN to the router itself (see the module docstring)."""
+    rule = f'iifname "{wan}" ct state new meta l4proto udp drop'
+    return _chain("input", "filter", "input", "filter", [rule])
 
 
 def _chain(name: str, kind: str, hook: str, priority: str, rules: list[str]) -> str:

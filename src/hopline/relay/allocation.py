@@ -45,7 +45,7 @@ import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hopline.relay.bucket import TokenBucket, take_all
+from hopline.relay.bucket import TokenBucket
 from hopline.wire import Address
 
 Owner = tuple[str, bytes]  # (canonical username, device id) from the owner's certificate
@@ -395,11 +395,18 @@ class RelayTable:
     def _charge(self, allocation: RelayAllocation, size: int, now: float) -> Drop | None:
         if size > self.config.max_payload:
             return self._drop("too-large")
-        charges = [(allocation.packets, 1.0), (allocation.bytes, float(size)), (self.total, size)]
-        failed = take_all(charges, now)
-        if failed is None:
-            return None
-        return self._drop(("rate-packets", "rate-bytes", "bandwidth")[failed])
+        # take_all, unrolled: this runs for every relayed datagram
+        packets, octets, total = allocation.packets, allocation.bytes, self.total
+        if packets.refill(now) < 1.0:
+            return self._drop("rate-packets")
+        if octets.refill(now) < size:
+            return self._drop("rate-bytes")
+        if total.refill(now) < size:
+            return self._drop("bandwidth")
+        packets.tokens -= 1.0
+        octets.tokens -= size
+        total.tokens -= size
+        return None
 
     # ------------------------------------------------------------ time
 

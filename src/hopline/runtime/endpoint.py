@@ -76,7 +76,7 @@ class _Datagrams(asyncio.DatagramProtocol):
         self.endpoint = endpoint
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.endpoint.udp_received(data, (addr[0], addr[1]))
+        self.endpoint.udp_received(data, (_unmapped(addr[0]), addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         self.endpoint.dropped[f"socket:{type(exc).__name__}"] += 1
@@ -107,6 +107,7 @@ class Endpoint:
         self.datagram_handler = datagram_handler
         # datagrams that are neither a connection's nor an init (STUN): True = taken
         self.raw_handler: Callable[[bytes, Addr], bool] | None = None
+        self.on_accept: Callable[[PeerConnection], None] | None = None  # a peer's new connection
         self.own_name = parse_certificate(certificate)[0].subject if certificate else None
         self.dropped: Counter[str] = Counter()
         self.forwarded = 0  # envelopes passed on
@@ -114,18 +115,36 @@ class Endpoint:
         self.connections: dict[tuple[str, Addr], PeerConnection] = {}
         # handshakes from an address that already has an established connection
         self._replacements: dict[tuple[str, Addr], PeerConnection] = {}
+        # other bases than the UDP socket ("relay:<id>"): how to send to a peer through them
+        self.bases: dict[str, Callable[[bytes, Addr], None]] = {}
         self._udp: asyncio.DatagramTransport | None = None
+        self._dual = False  # the UDP socket is dual-stack: IPv4 peers go to ::ffff:a.b.c.d
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ sockets
 
-    async def open_udp(self, host: str = "127.0.0.1", port: int = 0) -> Addr:
-        """Bind the UDP socket; return its address."""
+    async def open_udp(self, host: str = "127.0.0.1", port: int = 0, *, dual: bool = False) -> Addr:
+        """Bind the UDP socket; return its address.
+
+        ``dual`` (with an IPv6 host such as ``"::"``): one socket for IPv6 and
+        IPv4 (IPV6_V6ONLY off, also the Linux default). On such a socket IPv4
+        peers keep their plain addresses: ``::ffff:`` is added and removed here.
+        """
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(self), local_addr=(host, port), family=family
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6 and dual:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Datagrams(self), sock=sock)
+        self._dual = family == socket.AF_INET6 and not sock.getsockopt(
+            socket.IPPROTO_IPV6, socket.IPV6_V6ONLY
         )
         self._udp = transport
         enlarge_buffers(transport)
@@ -172,9 +191,19 @@ class Endpoint:
     # ------------------------------------------------------------ connecting
 
     async def connect(
-        self, address: Addr, expect: Expectation, *, tcp: bool = False, timeout: float = 10.0
+        self,
+        address: Addr,
+        expect: Expectation,
+        *,
+        tcp: bool = False,
+        timeout: float = 10.0,
+        via: str | None = None,
     ) -> PeerConnection:
-        """Open a verified connection to ``address`` (UDP, or TCP with ``tcp=True``)."""
+        """Open a verified connection to ``address`` (UDP, or TCP with ``tcp=True``).
+
+        ``via`` names a base added with :meth:`add_base` (a relay allocation):
+        the connection's datagrams go out through it.
+        """
         core = Connection(
             initiator=True,
             static=self.static,
@@ -184,7 +213,9 @@ class Endpoint:
             now=time.time(),
             config=self.config,
         )
-        if tcp:
+        if via is not None:
+            pc = self._add(via, address, core)
+        elif tcp:
             pc = await connect_tcp(self, address, core)
         else:
             if self._udp is None:
@@ -192,7 +223,7 @@ class Endpoint:
             pc = self._add("udp", address, core)
         pc.service()
         try:
-            key = ("tcp" if tcp else "udp", address)
+            key = (via or ("tcp" if tcp else "udp"), address)
             return await asyncio.wait_for(self._established(key, pc, expect), timeout)
         except TimeoutError:
             pc.close()
@@ -221,6 +252,8 @@ class Endpoint:
         in charge until the new one completes its handshake (see _promote)."""
         key = (kind, address)
         sender = self._udp_sender(address) if kind == "udp" else _never_send
+        if kind in self.bases:
+            sender = _base_sender(self.bases[kind], address)
         pc = PeerConnection(self, core, address, sender)
         old = self.connections.get(key)
         if old is not None and old.core.established and not core.initiator:
@@ -246,15 +279,32 @@ class Endpoint:
             old.close()
 
     def _udp_sender(self, address: Addr) -> Callable[[bytes], None]:
+        target = (
+            ("::ffff:" + address[0], address[1]) if self._dual and "." in address[0] else address
+        )
+
         def send(datagram: bytes) -> None:
             if self._udp is not None and not self._udp.is_closing():
-                self._udp.sendto(datagram, address)
+                self._udp.sendto(datagram, target)
 
         return send
 
     def send_raw(self, datagram: bytes, address: Addr) -> None:
         """Send a datagram outside any connection (a STUN answer) from the UDP socket."""
         self._udp_sender(address)(datagram)
+
+    def add_base(self, name: str, send: Callable[[bytes, Addr], None]) -> None:
+        """Let connections run through ``name`` (``send(datagram, address)``);
+        what arrives through it is passed to :meth:`base_received`."""
+        self.bases[name] = send
+
+    def remove_base(self, name: str) -> None:
+        """The base is gone: close the connections that ran through it."""
+        self.bases.pop(name, None)
+        for table in (self.connections, self._replacements):
+            for key, pc in list(table.items()):
+                if key[0] == name:
+                    pc.close()
 
     def forget(self, pc: PeerConnection) -> None:
         """Drop a closed connection from the tables."""
@@ -267,21 +317,29 @@ class Endpoint:
 
     def udp_received(self, data: bytes, address: Addr) -> None:
         """Route one datagram to its connection, or accept a new handshake."""
+        if self.base_received("udp", data, address):
+            return
+        if self.raw_handler is not None and self.raw_handler(data, address):
+            return
         key = ("udp", address)
+        self.dropped["unknown-peer" if key not in self.connections else "unreadable"] += 1
+
+    def base_received(self, base: str, data: bytes, address: Addr) -> bool:
+        """A datagram from ``address`` through ``base``: to its connection, or a
+        handshake init accepted; False if it is neither (nothing counted)."""
+        key = (base, address)
         for pc in (self.connections.get(key), self._replacements.get(key)):
             if pc is not None and pc.core.receive_datagram(data, time.time()):
                 pc.service()
-                return
+                return True
         if not hs.looks_like_init(data):
-            if self.raw_handler is not None and self.raw_handler(data, address):
-                return
-            self.dropped["unknown-peer" if key not in self.connections else "unreadable"] += 1
-            return
+            return False
         if not self._yield_to(key, data):
-            return
-        accepted = self.accept_handshake(data, address, "udp")
+            return True
+        accepted = self.accept_handshake(data, address, base)
         if accepted is not None:
             accepted.service()
+        return True
 
     def _yield_to(self, key: tuple[str, Addr], init: bytes) -> bool:
         """Simultaneous open: both sides sent an init. Both see the same two
@@ -321,7 +379,10 @@ class Endpoint:
         except (hs.FramingError, CryptoError) as exc:
             self.dropped[f"init:{getattr(exc, 'reason', 'bad')}"] += 1
             return None
-        return self._add(kind, address, core)
+        pc = self._add(kind, address, core)
+        if self.on_accept is not None:
+            self.on_accept(pc)
+        return pc
 
     def on_message(self, pc: PeerConnection, message: Message) -> None:
         """A request or notice arrived: answer pings, run the handler, or queue it."""
@@ -412,6 +473,15 @@ def _satisfies(expect: Expectation, pc: PeerConnection) -> bool:
         and (expect.subject is None or body.subject == expect.subject.lower())
         and (expect.static_key is None or peer.static_key == expect.static_key)
     )
+
+
+def _unmapped(host: str) -> str:
+    """``::ffff:192.0.2.1`` (an IPv4 peer on a dual-stack socket) as ``192.0.2.1``."""
+    return host[7:] if host.startswith("::ffff:") and "." in host else host
+
+
+def _base_sender(send: Callable[[bytes, Addr], None], address: Addr) -> Callable[[bytes], None]:
+    return lambda datagram: send(datagram, address)
 
 
 def _never_send(datagram: bytes) -> None:

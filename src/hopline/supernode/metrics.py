@@ -17,7 +17,9 @@ drops ``relay:*`` and refused relay requests ``relay-refused:*``). The relay
 (:mod:`hopline.supernode.relay_service`) adds ``relay_allocations`` (held
 now), ``relay_granted_total`` (allocations granted), ``relay_packets_total`` and
 ``relay_datagram_bytes_total`` by direction (``in``: from peers to owners,
-``out``: from owners to peers).
+``out``: from owners to peers). The STUN service (:mod:`hopline.nat.service`)
+adds ``stun_bindings_total`` (Binding success responses sent); its drops are
+the ``stun:*`` reasons.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Snapshot:
     dropped: dict[str, int] = field(default_factory=dict)
     relay_allocations: int = 0
     relay_counters: dict[str, int] = field(default_factory=dict)
+    stun_answered: int = 0
 
 
 class SnapshotCollector(Collector):
@@ -76,6 +79,9 @@ class SnapshotCollector(Collector):
             PREFIX + "relayed_bytes", "payload bytes of relayed envelopes", snap.relayed_bytes
         )
         yield from _relay_metrics(snap)
+        yield CounterMetricFamily(
+            PREFIX + "stun_bindings", "STUN Binding requests answered", snap.stun_answered
+        )
         dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
         for reason, count in sorted(snap.dropped.items()):
             dropped.add_metric([reason], count)

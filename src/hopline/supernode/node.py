@@ -41,6 +41,7 @@ from hopline.client.profile import format_ls_key, write_private
 from hopline.connection import Expectation
 from hopline.crypto.keys import IdentityKeys
 from hopline.identity import CertificateError, CertificateVerifier, Role, parse_certificate
+from hopline.nat.service import StunService, partners_after
 from hopline.runtime.endpoint import Endpoint, PeerConnection, ServiceError
 from hopline.supernode.directory_service import REPLICATION, DirectoryService
 from hopline.supernode.enrollment import SupernodeCertificate, enroll, renew
@@ -57,7 +58,7 @@ from hopline.supernode.overlay import OverlayNode
 from hopline.supernode.relay_service import RelayService
 from hopline.supernode.search_service import SearchService
 from hopline.wire import Address, ErrorCode, Message
-from hopline.wire.membership import MembershipLeave
+from hopline.wire.membership import MembershipLeave, MemberState
 
 log = logging.getLogger("hopline.supernode")
 KEY_FILE, CERT_FILE, NODE_FILE = "supernode.key", "certificate", "node.json"
@@ -121,6 +122,7 @@ class Supernode:
     metrics: SnapshotCollector | None = None
     metrics_server: WSGIServer | None = None
     relay: RelayService | None = None
+    stun: StunService | None = None
 
     @classmethod
     async def start(
@@ -136,11 +138,13 @@ class Supernode:
         metrics: Address | None = None,
         replication: int = REPLICATION,
         handover_timeout: float = HANDOVER_TIMEOUT_S,
+        stun_alt_port: int | None = None,
     ) -> Supernode:
         """Enroll or renew as needed, listen on UDP and TCP, join the overlay.
 
         ``replication`` (owners per directory slot) must be the same on every
         supernode of a network; ``handover_timeout`` bounds the graceful leave.
+        ``stun_alt_port``: the STUN alternate port (None: main port + 1, 0: none).
         """
         keys = _load_keys(data_dir)
         services: list[Service] = []
@@ -186,6 +190,9 @@ class Supernode:
         relay_host = str(public_address.host) if public_address is not None else None
         relay = RelayService(endpoint, address[0], relay_host)  # after the overlay's handler
         services += [directory, search, HostsService(overlay), relay]
+        stun = await StunService.start(  # after the relay: chains to its datagram handler
+            endpoint, advertised, stun_alt_port, partners=lambda: _stun_partners(overlay)
+        )
         node = cls(
             data_dir,
             keys,
@@ -200,6 +207,7 @@ class Supernode:
             search,
             handover_timeout=handover_timeout,
             relay=relay,
+            stun=stun,
         )
         node.save_identity()
         if metrics is not None:
@@ -238,6 +246,7 @@ class Supernode:
         dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped) + refused
         relay = self.relay.table if self.relay is not None else None
         dropped += self.relay.drop_counts() if self.relay is not None else Counter()
+        dropped += self.stun.drop_counts() if self.stun is not None else Counter()
         self.metrics.snapshot = Snapshot(
             members=len(self.overlay.members()),
             records=len(self.directory.store),
@@ -248,6 +257,7 @@ class Supernode:
             dropped=dict(dropped),
             relay_allocations=len(relay) if relay is not None else 0,
             relay_counters=dict(relay.counters) if relay is not None else {},
+            stun_answered=self.stun.answered if self.stun is not None else 0,
         )
 
     async def _renew_if_due(self) -> None:
@@ -291,6 +301,8 @@ class Supernode:
         self.search.close()
         if self.relay is not None:
             self.relay.close()
+        if self.stun is not None:
+            self.stun.close()
         self.endpoint.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -329,6 +341,16 @@ class Supernode:
     def node_id(self) -> str:
         """This supernode's id (the subject of its certificate)."""
         return self.certificate.node_id
+
+
+def _stun_partners(overlay: OverlayNode) -> list[tuple[str, int]]:
+    """The STUN partners of this node: the other members, next in node-id order first."""
+    members = [
+        (m.node_id, m.address.as_tuple(), m.state == MemberState.ALIVE)
+        for m in overlay.members()
+        if m.node_id != overlay.node_id
+    ]
+    return partners_after(overlay.node_id, members)
 
 
 class Service(Protocol):

@@ -29,6 +29,8 @@ from hopline.wire import (  # importing registers the whole table
     directory,
     hosts,
     membership,
+    nat,
+    path,
     relay,
     search_replica,
 )
@@ -96,6 +98,8 @@ __all__ = [
     "directory",
     "hosts",
     "membership",
+    "nat",
+    "path",
     "relay",
     "search_replica",
     "decode",

@@ -1,0 +1,91 @@
+"""RelayClient against a real supernode process: keep-alive, channels, release."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from hopline.connection import Expectation
+from hopline.demo.cluster import Cluster, Proc
+from hopline.identity import CertificateVerifier, Role
+from hopline.relay.client import RelayClient
+from hopline.runtime.endpoint import Endpoint
+from hopline.testing.network import logged_in, start_network
+from hopline.wire import Address
+
+
+class UdpPeer(asyncio.DatagramProtocol):
+    """A plain UDP socket recording what it receives."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait((data, Address.of(addr[0], addr[1])))
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None
+        return Address.of(*self.transport.get_extra_info("sockname")[:2])
+
+
+@pytest.fixture
+def supernode(tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
+    with Cluster(tmp_path / "logs") as cluster:
+        ls, nodes = start_network(cluster, tmp_path, supernodes=1)
+        yield ls, nodes[0]
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_allocation_is_kept_alive_and_carries_both_ways(
+    supernode: tuple[Proc, Proc], tmp_path: Path, tcp: bool
+) -> None:
+    ls, sn = supernode
+    profile = await logged_in(tmp_path, ls, "alice")
+    endpoint = Endpoint(
+        static=profile.keys.static,
+        certificate=profile.certificate,
+        verifier=CertificateVerifier(profile.ls_key),
+    )
+    home = Address.parse(sn.ready["listen"]).as_tuple()
+    pc = await endpoint.connect(home, Expectation(role=Role.SUPERNODE), tcp=tcp)
+    client = RelayClient(pc, tcp=tcp)
+    endpoint.datagram_handler = lambda _pc, data: client.handle_datagram(data) and None
+    loop = asyncio.get_running_loop()
+    _, bob = await loop.create_datagram_endpoint(UdpPeer, local_addr=("127.0.0.1", 0))
+    got: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue()
+    try:
+        allocation = await client.allocate(lifetime=2)
+        assert allocation.base == ("tcp-relay:" if tcp else "relay:") + str(allocation.relay_id)
+        allocation.on_data = lambda data, peer: got.put_nowait((data, peer))
+        await allocation.permit([bob.address])
+        await asyncio.sleep(3)  # past the 2 s lifetime: refreshed on its own
+        assert allocation.alive
+        assert bob.transport is not None
+        bob.transport.sendto(b"hello", allocation.relayed.as_tuple())
+        assert await asyncio.wait_for(got.get(), 5) == (b"hello", bob.address)
+        allocation.send(b"plain", bob.address)  # relay.send
+        assert await asyncio.wait_for(bob.received.get(), 5) == (b"plain", allocation.relayed)
+        channel = await allocation.bind(bob.address)
+        assert 0x4000 <= channel <= 0x7FFF
+        allocation.send(b"framed", bob.address)  # a channel frame now
+        assert (await asyncio.wait_for(bob.received.get(), 5))[0] == b"framed"
+        bob.transport.sendto(b"back", allocation.relayed.as_tuple())
+        assert await asyncio.wait_for(got.get(), 5) == (b"back", bob.address)
+        await allocation.release()
+        assert not allocation.alive and client.allocations == {}
+        bob.transport.sendto(b"after", allocation.relayed.as_tuple())
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(got.get(), 0.5)
+    finally:
+        if bob.transport is not None:
+            bob.transport.close()
+        endpoint.close()
