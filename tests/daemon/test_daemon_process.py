@@ -84,6 +84,17 @@ def test_presence_set_is_seen_by_others(alice_bob: Net) -> None:
     assert alice_bob.json("alice", "status")["presence"] == {"status": "online", "mood": None}
 
 
+def test_peers_text_is_shown_as_text_not_terminal_markup(alice_bob: Net) -> None:
+    mood = "[/][bold]loud[/bold]"
+    alice_bob.cli("alice", "presence", "set", "away", "--mood", mood)
+    try:
+        shown = alice_bob.cli("bob", "search", "alice", "--by", "handle")
+        assert shown.returncode == 0, shown.stderr
+        assert mood in shown.stdout  # literally, not styled (nor a crash)
+    finally:
+        alice_bob.cli("alice", "presence", "set", "online")
+
+
 def test_profile_set_changes_the_white_pages(alice_bob: Net) -> None:
     shown = alice_bob.json("bob", "profile", "set", "--city", "Paris", "--language", "fr")
     assert shown["city"] == "Paris" and shown["full_name"] == "Bob Hope"

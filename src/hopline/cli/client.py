@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hopline.api import models as m
@@ -75,7 +76,7 @@ def status_command(profile: ProfileOption = None, as_json: JsonOption = False) -
     if status.last_error:
         rows.append(("last error", status.last_error))
     for name, value in rows:
-        table.add_row(f"[bold]{name}[/]", str(value))
+        table.add_row(f"[bold]{name}[/]", escape(str(value)))
     human(False).print(table)
 
 
@@ -100,18 +101,13 @@ def search_command(
         return
     out = human(False)
     if not found.results:
-        out.print(f"no one found for {query!r} ({ms} ms)")
+        out.print(escape(f"no one found for {query!r} ({ms} ms)"))
         return
     table = Table("user", "name", "city", "country", "lang", "presence", title=None)
     for hit in found.results:
-        table.add_row(
-            hit.username,
-            hit.full_name or "",
-            hit.city or "",
-            hit.country or "",
-            hit.language or "",
-            _hit_presence(hit),
-        )
+        cells = (hit.username, hit.full_name, hit.city, hit.country, hit.language)
+        presence = _hit_presence(hit)
+        table.add_row(*(escape(cell or "") for cell in (*cells, presence)))  # peers' own text
     out.print(table)
     more = f"; next page: --cursor {found.next_cursor}" if found.next_cursor else ""
     out.print(f"{len(found.results)} found in {ms} ms{more}")
@@ -156,7 +152,7 @@ def _print_profile(result: m.PublicProfile, as_json: bool) -> None:
         return
     table = Table(show_header=False, box=None)
     for name, value in result.model_dump().items():
-        table.add_row(f"[bold]{name.replace('_', ' ')}[/]", value or "-")
+        table.add_row(f"[bold]{name.replace('_', ' ')}[/]", escape(value or "-"))
     human(False).print(table)
 
 
@@ -174,4 +170,4 @@ def presence_set_command(
     if as_json:
         emit_json(result.model_dump())
     else:
-        human(False).print(f"presence: {_presence_text(result)}")
+        human(False).print(escape(f"presence: {_presence_text(result)}"))

@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hopline.cli.output import emit_json, human
@@ -45,7 +46,7 @@ def demo_command(
         for column in ("step", "ok", "ms", "detail"):
             table.add_column(column)
         for s in steps:
-            table.add_row(s.name, "yes" if s.ok else "NO", f"{s.ms:.0f}", s.detail)
+            table.add_row(s.name, "yes" if s.ok else "NO", f"{s.ms:.0f}", escape(s.detail))
         out.print(table)
         out.print(f"total {total_ms / 1000:.1f} s")
     raise typer.Exit(0 if ok else 1)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hopline.cli.common import DEFAULT_PROFILE, JsonOption, ProfileOption, run_network
@@ -102,5 +103,5 @@ def _print_table(doc: dict[str, Any]) -> None:
     ]
     rows += [(f"rtt {server}", f"{ms} ms") for server, ms in doc["rtt_ms"].items()]
     for name, value in rows:
-        table.add_row(f"[bold]{name}[/]", str(value))
+        table.add_row(f"[bold]{name}[/]", escape(str(value)))  # "[::1]:4" is not markup
     human(False).print(table)

@@ -134,8 +134,8 @@ def _source_ip(family: int, towards: Addr) -> str | None:
             probe.connect(towards)
         except OSError:
             return None
-        host = str(probe.getsockname()[0])
-    return host.split("%", 1)[0]
+        host = str(probe.getsockname()[0]).split("%", 1)[0]
+    return host if host not in ("", "::", "0.0.0.0") else None  # noqa: S104 -- no route
 
 
 async def tcp_reachable(servers: Sequence[Addr], timeout: float = TCP_TIMEOUT_S) -> bool:
