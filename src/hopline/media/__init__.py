@@ -1,0 +1,18 @@
+"""Media: the voice codec and the parts that carry and judge voice frames.
+
+* :mod:`hopline.media.opus` — a thin ctypes binding to libopus:
+  :class:`~hopline.media.opus.OpusEncoder` (bitrate, in-band FEC, expected
+  loss, complexity, DTX) and :class:`~hopline.media.opus.OpusDecoder`
+  (decode, loss concealment, recovery of a lost frame from the FEC data in
+  the next packet), behind the small ``VoiceEncoder``/``VoiceDecoder``
+  interface the rest of Hopline codes against.
+* :mod:`hopline.media.packet` — media packets: one Opus frame plus earlier
+  frames as redundancy.
+* :mod:`hopline.media.jitterbuffer` — the adaptive jitter buffer that decides,
+  once per 20 ms slot, whether to decode, recover from FEC or conceal.
+* :mod:`hopline.media.quality` — the estimated MOS (simplified E-model) shown
+  in live call statistics.
+
+This package imports nothing on import (no numpy, no libopus); import the
+modules directly.
+"""
