@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -312,7 +312,40 @@ def _as_packet(packet: bytes) -> bytes:
 # ---------------------------------------------------------------- encoder
 
 
-class OpusEncoder:
+class _OpusState:
+    """The lifetime of one libopus state: freed by :meth:`close` (idempotent),
+    on garbage collection, or at the end of a ``with`` block."""
+
+    _state: int | None
+    _destroy: Callable[[int], object]  # held so close() works during shutdown
+
+    def close(self) -> None:
+        """Free the libopus state; safe to call more than once."""
+        state, self._state = getattr(self, "_state", None), None
+        if state is not None:
+            self._destroy(state)
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _live(self) -> int:
+        if self._state is None:
+            raise ValueError(f"{type(self).__name__} is closed")
+        return self._state
+
+
+class OpusEncoder(_OpusState):
     """An Opus encoder state: one PCM frame in, one packet out.
 
     Defaults are Hopline's voice profile: 48 kHz mono, VoIP mode, 24 kbit/s,
@@ -348,33 +381,6 @@ class OpusEncoder:
         self.set_packet_loss_perc(packet_loss_perc)
         self.set_complexity(complexity)
         self.set_dtx(dtx)
-
-    # -- lifetime
-
-    def close(self) -> None:
-        """Free the encoder state; safe to call more than once."""
-        state, self._state = getattr(self, "_state", None), None
-        if state is not None:
-            self._destroy(state)
-
-    def __del__(self) -> None:
-        self.close()
-
-    def __enter__(self) -> OpusEncoder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _live(self) -> int:
-        if self._state is None:
-            raise ValueError("OpusEncoder is closed")
-        return self._state
 
     # -- encoding
 
@@ -486,7 +492,7 @@ def _create_encoder(sample_rate: int, channels: int, application: int) -> int:
 # ---------------------------------------------------------------- decoder
 
 
-class OpusDecoder:
+class OpusDecoder(_OpusState):
     """An Opus decoder state: packets, gaps and FEC in, PCM frames out.
 
     Output is int16, shape ``(n,)`` for mono and ``(n, channels)`` otherwise.
@@ -508,33 +514,6 @@ class OpusDecoder:
         if not state:
             raise OpusError(OPUS_ALLOC_FAIL, "opus_decoder_create")
         self._state = int(state)
-
-    # -- lifetime
-
-    def close(self) -> None:
-        """Free the decoder state; safe to call more than once."""
-        state, self._state = getattr(self, "_state", None), None
-        if state is not None:
-            self._destroy(state)
-
-    def __del__(self) -> None:
-        self.close()
-
-    def __enter__(self) -> OpusDecoder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _live(self) -> int:
-        if self._state is None:
-            raise ValueError("OpusDecoder is closed")
-        return self._state
 
     # -- decoding
 
