@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -342,16 +343,16 @@ async def _client_loop(conn: Connection, kind: str, setup: dict[str, Any]) -> No
         conn.send(answer)
 
 
-class ClientBase:
+class ClientBase(ABC):
     """What both clients share: streams to peers over bound channels, counting."""
 
     def __init__(self) -> None:
         self.received = 0
         self.datagrams = 0  # UDP datagrams from the relay (Hopline may bundle frames)
 
+    @abstractmethod
     def send_stream(self, index: int) -> None:
-        """Send one voice datagram on stream ``index``."""
-        raise NotImplementedError
+        """Send one voice datagram on stream ``index`` (each client its own way)."""
 
     async def streams(self, n: int, seconds: float, drain: float) -> tuple[int, int]:
         """50 datagrams/s on each of the first ``n`` streams; (sent, received)."""
