@@ -107,6 +107,31 @@ def test_two_devices_each_certified() -> None:
     assert found is not None and len(found.devices) == 2
 
 
+def test_each_device_publishes_itself_and_lookups_list_every_live_device() -> None:
+    store = DirectoryStore()
+    phone, laptop = device("bob", 0), device("bob", 1)
+    store.publish(presence("bob", phone, sequence=1, expires=NOW + 300), NOW, VERIFIER)
+    store.publish(presence("bob", laptop, sequence=2, status=2, expires=NOW + 600), NOW, VERIFIER)
+    found = store.lookup("bob", NOW + 1).record
+    assert found is not None and {d.device_id for d in found.devices} == {b"\0" * 16, b"\1" * 16}
+    assert found.status == 2  # the newest record's status
+    later = store.lookup("bob", NOW + 400).record  # the phone's own record expired
+    assert later is not None and [d.device_id for d in later.devices] == [b"\1" * 16]
+    assert store.lookup("bob", NOW + 700).state is LookupState.OFFLINE
+
+
+def test_a_device_that_leaves_is_no_longer_listed_but_the_others_stay_online() -> None:
+    store = DirectoryStore()
+    phone, laptop = device("bob", 0), device("bob", 1)
+    store.publish(presence("bob", phone, sequence=1, status=3), NOW, VERIFIER)
+    store.publish(presence("bob", laptop, sequence=2), NOW, VERIFIER)
+    store.publish(presence("bob", laptop, sequence=3, status=0, expires=NOW), NOW, VERIFIER)
+    found = store.lookup("bob", NOW + 1)
+    assert found.state is LookupState.ONLINE and found.record is not None
+    assert [d.device_id for d in found.record.devices] == [b"\0" * 16]
+    assert found.record.status == 1  # the leaving record does not set the status
+
+
 def refused(
     store: DirectoryStore,
     record: PresenceRecord,

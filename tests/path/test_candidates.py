@@ -17,7 +17,8 @@ from hopline.path.candidates import (
     to_endpoint,
 )
 from hopline.wire.codec import decode, encode
-from hopline.wire.commands import CallInvite, Endpoint
+from hopline.wire.commands import Endpoint
+from hopline.wire.path import PathOffer
 from hopline.wire.types import Address
 
 V4 = Address.of("192.168.1.10", 5000)
@@ -171,19 +172,15 @@ def test_tcp_relay_travels_as_transport_1_and_keeps_its_low_rank() -> None:
     assert remote.priority < candidate_priority(CandidateKind.RELAYED, RELAY, "relay:1")
 
 
-def test_candidates_survive_the_wire_in_a_call_invite() -> None:
+def test_candidates_survive_the_wire_in_a_path_offer() -> None:
     found = gather([V4, V6], SRFLX, [(RELAY, "relay:1")])
-    invite = CallInvite(
-        call_id=b"c" * 16,
-        caller="alice",
-        callee="bob",
-        caller_device=b"d" * 16,
-        codecs=(111,),
-        media_key=b"k" * 32,
+    offer = PathOffer(
+        path_id=b"p" * 16,
+        ufrag="abcd",
         candidates=tuple(to_endpoint(c) for c in found),
     )
-    back = decode(encode(invite))
-    assert isinstance(back, CallInvite)
+    back = decode(encode(offer))
+    assert isinstance(back, PathOffer)
     remote = [from_endpoint(e) for e in back.candidates]
     assert [(c.address, c.kind, c.priority) for c in remote] == [
         (c.address, c.kind, c.priority) for c in found

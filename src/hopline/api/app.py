@@ -9,6 +9,7 @@ daemon method and return its document. Every failure is a JSON
 | status | error | when |
 |---|---|---|
 | 401 | ``unauthorized`` | no token, or the wrong one (compared in constant time) |
+| 404 | ``no-such-call`` | no call with that id, or none ringing to answer |
 | 409 | ``not-logged-in``, ``already-logged-in`` | the profile's login state forbids it |
 | 422 | ``bad-input`` | a body, query or value the daemon refuses |
 | 502 | ``refused`` | the login server or a supernode refused (its reason in ``message``) |
@@ -16,7 +17,12 @@ daemon method and return its document. Every failure is a JSON
 
 The token travels as ``Authorization: Bearer TOKEN``; WebSocket clients that
 cannot set headers may pass ``?token=`` instead. ``/v1/events`` streams daemon
-events (state changes, presence, login/logout) as JSON text frames.
+events (state changes, presence, login/logout, calls) as JSON text frames.
+
+Calls are resources under ``/v1/calls``: placing one returns its document at
+once (state ``calling``); answering, hanging up and holding return it too;
+``/v1/calls/{id}/wait`` long-polls until the call ends, so a client follows a
+call with one request a second and no WebSocket.
 """
 
 from __future__ import annotations
@@ -25,7 +31,16 @@ import contextlib
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -36,7 +51,7 @@ from hopline.daemon.node import ClientDaemon, DaemonError
 
 WS_UNAUTHORIZED = 4401  # application close code: bad or missing token
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": m.ApiErrorDoc} for code in (401, 409, 422, 502, 503)
+    code: {"model": m.ApiErrorDoc} for code in (401, 404, 409, 422, 502, 503)
 }
 
 
@@ -195,6 +210,74 @@ async def set_profile(body: m.ProfileUpdate, daemon: Daemon) -> m.PublicProfile:
 async def set_presence(body: m.PresenceUpdate, daemon: Daemon) -> m.Presence:
     """Set status and mood; published at once."""
     return m.Presence(**await daemon.set_presence(body.status, body.mood))
+
+
+# ---------------------------------------------------------------- calls
+
+CallId = Annotated[str, PathParam(pattern=m.CALL_ID_PATTERN, description="the call's hex id")]
+
+
+def _media(body: m.CallMedia) -> dict[str, Any]:
+    return {"play": body.play, "record": body.record, "seconds": body.seconds}
+
+
+@router.post("/v1/calls", response_model=m.Call, tags=["calls"])
+async def place_call(body: m.CallRequest, daemon: Daemon) -> m.Call:
+    """Call a user; returns at once (state ``calling``)."""
+    return m.Call(**await daemon.place_call(body.user, **_media(body)))
+
+
+@router.get("/v1/calls", response_model=m.Calls, tags=["calls"])
+async def list_calls(daemon: Daemon) -> m.Calls:
+    """Live calls, and those that ended in the last minute."""
+    return m.Calls(calls=[m.Call(**doc) for doc in daemon.list_calls()])
+
+
+@router.post("/v1/calls/answer", response_model=m.Call, tags=["calls"])
+async def answer_next_call(body: m.AnswerNextRequest, daemon: Daemon) -> m.Call:
+    """Answer the oldest ringing call, waiting up to ``wait_s`` for one."""
+    doc = await daemon.answer_call(None, **_media(body), wait_s=body.wait_s)
+    return m.Call(**doc)
+
+
+@router.post("/v1/calls/hangup", response_model=m.Call, tags=["calls"])
+async def hangup_current_call(daemon: Daemon) -> m.Call:
+    """Hang up the only live call (or the most recent one)."""
+    return m.Call(**await daemon.hangup_call(None))
+
+
+@router.get("/v1/calls/{call_id}", response_model=m.Call, tags=["calls"])
+async def get_call(call_id: CallId, daemon: Daemon) -> m.Call:
+    """One call's state and statistics."""
+    return m.Call(**daemon.get_call(call_id))
+
+
+@router.post("/v1/calls/{call_id}/answer", response_model=m.Call, tags=["calls"])
+async def answer_call(call_id: CallId, body: m.AnswerRequest, daemon: Daemon) -> m.Call:
+    """Answer this ringing call."""
+    return m.Call(**await daemon.answer_call(call_id, **_media(body)))
+
+
+@router.post("/v1/calls/{call_id}/hangup", response_model=m.Call, tags=["calls"])
+async def hangup_call(call_id: CallId, daemon: Daemon) -> m.Call:
+    """Hang up (or reject, or cancel) this call."""
+    return m.Call(**await daemon.hangup_call(call_id))
+
+
+@router.post("/v1/calls/{call_id}/hold", response_model=m.Call, tags=["calls"])
+async def hold_call(call_id: CallId, body: m.HoldRequest, daemon: Daemon) -> m.Call:
+    """Put this call on hold, or resume it."""
+    return m.Call(**await daemon.hold_call(call_id, body.on))
+
+
+@router.get("/v1/calls/{call_id}/wait", response_model=m.Call, tags=["calls"])
+async def wait_call(
+    call_id: CallId,
+    daemon: Daemon,
+    timeout_s: Annotated[float, Query(ge=0, le=m.MAX_WAIT_S)] = 30.0,
+) -> m.Call:
+    """Wait until this call ends, or ``timeout_s`` passes; returns its document then."""
+    return m.Call(**await daemon.wait_call(call_id, timeout_s))
 
 
 # ---------------------------------------------------------------- events

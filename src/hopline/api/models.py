@@ -8,9 +8,10 @@ sends are declared here and checked before the daemon sees the request.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Username = Field(min_length=1, max_length=64, description="a Hopline username")
 Password = Field(min_length=1, max_length=1024)
@@ -19,12 +20,33 @@ ShortText = Field(default=None, max_length=100)
 DaemonStateName = Literal["logged-out", "connecting", "online", "re-homing", "stopped"]
 StatusName = Literal["online", "away", "dnd", "invisible"]
 SearchBy = Literal["any", "handle", "name", "city", "country", "language"]
+CallStateName = Literal["calling", "ringing", "active", "held", "ended"]
+CallDirection = Literal["outgoing", "incoming"]
+MAX_PATH_CHARS = 4096
+MAX_CALL_SECONDS = 86400.0
+MAX_WAIT_S = 3600.0
+CALL_ID_PATTERN = r"^[0-9a-fA-F]{32}$"  # 16 bytes
 
 
 class Model(BaseModel):
     """Base: unknown fields in a request are refused, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _absolute_path(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a path cannot contain NUL")
+    if not PurePosixPath(value).is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+AbsolutePath = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_PATH_CHARS, description="an absolute file path"),
+    AfterValidator(_absolute_path),
+]
 
 
 class ApiErrorDoc(Model):
@@ -170,3 +192,85 @@ class Stopping(Model):
     """The daemon is shutting down."""
 
     stopping: bool
+
+
+# ---------------------------------------------------------------- calls
+
+
+class CallMedia(Model):
+    """What a call plays and records, and how long it may last once answered."""
+
+    play: AbsolutePath | None = Field(default=None, description="a WAV file to send as voice")
+    record: AbsolutePath | None = Field(default=None, description="write what the peer says here")
+    seconds: float | None = Field(
+        default=None, gt=0, le=MAX_CALL_SECONDS, description="hang up after this long of talk"
+    )
+
+
+class CallRequest(CallMedia):
+    """Place a call to ``user``."""
+
+    user: str = Username
+
+
+class AnswerRequest(CallMedia):
+    """Answer one ringing call."""
+
+
+class AnswerNextRequest(CallMedia):
+    """Answer the oldest ringing call, waiting up to ``wait_s`` for one to arrive."""
+
+    wait_s: float = Field(default=0.0, ge=0, le=MAX_WAIT_S)
+
+
+class HoldRequest(Model):
+    """Put a call on hold (``on``) or take it off hold."""
+
+    on: bool
+
+
+class Call(BaseModel):
+    """One call: who, its state, the media path and live statistics.
+
+    Keys a newer daemon adds are kept as they are (untyped) rather than
+    refused, so an older SDK keeps reading a newer daemon's calls. ``loss`` is
+    a fraction (0..1), ``bitrate`` the sending Opus bitrate in bit/s.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    call_id: str = Field(description="32 hex digits")
+    peer: str
+    direction: CallDirection
+    state: CallStateName
+    end_reason: str | None = Field(
+        default=None,
+        description="hangup, rejected, busy, cancelled, timeout, failed, answered-elsewhere",
+    )
+    started_at: float | None = None
+    answered_at: float | None = None
+    duration_s: float | None = None
+    path: str | None = Field(default=None, description="direct, relay or tcp-relay")
+    codec: str | None = None
+    packets_sent: int = 0
+    packets_received: int = 0
+    loss: float | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    mos_estimate: float | None = None
+    bitrate: float | None = None
+    jb_delay_ms: float | None = None
+    held: bool = Field(default=False, description="this side put the call on hold")
+    remote_held: bool = Field(default=False, description="the peer put the call on hold")
+    play: str | None = None
+    record: str | None = None
+    audio: str | None = Field(default=None, description="a note on the audio source or sink")
+    path_changes: int = 0
+    stalls: int = Field(default=0, description="times media stopped arriving for a while")
+    media: dict[str, Any] = Field(default_factory=dict, description="the voice stream's statistics")
+
+
+class Calls(Model):
+    """Live calls, and the ones that ended in the last minute."""
+
+    calls: list[Call]

@@ -110,6 +110,13 @@ def up_command(
         LogFormat,
         typer.Option("--log-format", help="stderr log lines: text, or JSON objects (one per line)"),
     ] = LogFormat.TEXT,
+    relay_only: Annotated[
+        bool,
+        typer.Option(
+            "--relay-only",
+            help="reach peers only through supernode relays (peers never learn your address)",
+        ),
+    ] = False,
 ) -> None:
     """Run this profile's node in the foreground and serve the local API.
 
@@ -122,6 +129,7 @@ def up_command(
     from hopline.daemon.files import AlreadyRunning
     from hopline.daemon.node import DaemonConfig
     from hopline.daemon.run import Ready, run_daemon
+    from hopline.path.manager import PathConfig
 
     try:
         api_at = parse_address(api, "--api")
@@ -145,7 +153,8 @@ def up_command(
         stderr.print(f"hopline daemon up for {who}: API {info.api}, profile {info.profile}")
 
     race = RaceConfig(alternate_ports=tuple(fallback_port or ()))
-    config = DaemonConfig(session=SessionConfig(listen=bind, race=race))
+    paths = PathConfig(direct=not relay_only)
+    config = DaemonConfig(session=SessionConfig(listen=bind, race=race), paths=paths)
     try:
         run_loop(run_daemon(prof, str(api_at.host), api_at.port, config, on_ready=ready))
     except AlreadyRunning as exc:

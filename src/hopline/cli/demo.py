@@ -28,7 +28,7 @@ def demo_command(
         out.print(f"  {mark} {step.name} ({step.ms:.0f} ms)")
 
     started = time.perf_counter()
-    ok, steps = run_demo(seconds, show)
+    ok, steps, call = run_demo(seconds, show)
     total_ms = round((time.perf_counter() - started) * 1000, 1)
     if as_json:
         emit_json(
@@ -38,7 +38,7 @@ def demo_command(
                 "steps": [
                     {"name": s.name, "ok": s.ok, "ms": s.ms, "detail": s.detail} for s in steps
                 ],
-                "call": None,
+                "call": call,
             }
         )
     else:
@@ -48,5 +48,11 @@ def demo_command(
         for s in steps:
             table.add_row(s.name, "yes" if s.ok else "NO", f"{s.ms:.0f}", escape(s.detail))
         out.print(table)
+        if call is not None:
+            quality = f"MOS estimate {call['mos_estimate']}, PESQ {call['pesq']}"
+            out.print(
+                f"call: {call['path']} path, loss {call['loss']:.1%},"
+                f" jitter {call['jitter_ms']} ms, RTT {call['rtt_ms']} ms, {quality}"
+            )
         out.print(f"total {total_ms / 1000:.1f} s")
     raise typer.Exit(0 if ok else 1)

@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from hopline import __version__
-from hopline.cli import account, client, daemon, demo, netcheck, servers, wire
+from hopline.cli import account, calls, client, daemon, demo, netcheck, servers, wire
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -40,6 +40,10 @@ app.command("search")(client.search_command)
 app.add_typer(client.profile_app, name="profile")
 app.add_typer(client.presence_app, name="presence")
 app.command("netcheck")(netcheck.netcheck_command)
+app.command("call")(calls.call_command)
+app.command("answer")(calls.answer_command)
+app.command("hangup")(calls.hangup_command)
+app.command("calls")(calls.calls_command)
 
 
 @app.callback()

@@ -82,6 +82,7 @@ class SessionConfig:
 
     keepalive_s: float = 20.0  # 3 datagrams a round: 9/min idle; holds NAT bindings (>= 30 s)
     ping_timeout_s: float = 3.0
+    urgent_ping_timeout_s: float = 0.5  # after check_home_soon()
     presence_ttl_s: int = 300
     connect_timeout_s: float = 5.0
     rehome_backoff_s: float = 1.0
@@ -116,6 +117,7 @@ class ClientSession:
         self.connected_at: float | None = None
         self.dropped: Counter[str] = Counter()  # malformed replies, by reason
         self.rehomes = 0
+        self._check_home = asyncio.Event()
         self._sequence = itertools.count(int(time.time() * 1000))
         self._nonce = itertools.count(1)
 
@@ -147,11 +149,20 @@ class ClientSession:
         self.home, self.home_address = home, won.address
         self.home_transport, self.home_rtt_ms = str(won.transport), round(won.rtt * 1000, 1)
         self.connected_at = time.time()
+        started = time.monotonic()
         await self._learn_address()
         await self.publish()
+        published = time.monotonic()
         await self.publish_profile()
         await self.refresh_hosts()
-        log.info("home supernode %s at %s", home.peer.name if home.peer else "?", won.address)
+        log.info(
+            "home supernode %s at %s (raced %.0f ms, published %.0f ms, then %.0f ms)",
+            home.peer.name if home.peer else "?",
+            won.address,
+            won.rtt * 1000,
+            (published - started) * 1000,
+            (time.monotonic() - published) * 1000,
+        )
         return home
 
     async def _open_dual_stack(self) -> None:
@@ -307,8 +318,11 @@ class ClientSession:
         refresh_every = self.config.presence_ttl_s / 3
         refreshed = hosts_refreshed = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.keepalive_s)
-            if not await self._home_alive():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_home.wait(), self.config.keepalive_s)
+            urgent = self._check_home.is_set()
+            self._check_home.clear()
+            if not await self._home_alive(urgent=urgent):
                 await self.rehome()  # connect() refreshes presence and hosts
                 refreshed = hosts_refreshed = time.monotonic()
                 continue
@@ -334,11 +348,28 @@ class ClientSession:
             log.info("host cache: %d supernodes learnt from the overlay", added)
         return added
 
-    async def _home_alive(self) -> bool:
+    def check_home_soon(self) -> None:
+        """Ping the home now with a short timeout (and re-home if it is gone):
+        something that runs through it, such as a call's relay, stalled."""
+        self._check_home.set()
+
+    async def confirm_home(self, timeout: float) -> bool:
+        """True once a home answers a quick ping, re-homing first if the
+        current one is gone; False if none does within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.home is not None and await self._home_alive(urgent=True):
+                return True
+            self.check_home_soon()  # run() re-homes
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _home_alive(self, *, urgent: bool = False) -> bool:
         if self.home is None or self.home.closed.done():
             return False
+        timeout = self.config.urgent_ping_timeout_s if urgent else self.config.ping_timeout_s
         try:
-            await self.request(Ping(nonce=next(self._nonce)), timeout=self.config.ping_timeout_s)
+            await self.request(Ping(nonce=next(self._nonce)), timeout=timeout)
         except EndpointError as exc:
             log.info("home supernode not answering: %s", exc)
             return False

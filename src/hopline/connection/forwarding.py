@@ -8,7 +8,9 @@ is sent on:
 
 * the hop limit is spent: at zero the envelope is dropped (``hop-limit``);
 * the target is ``to_address``, else ``to_node``, else ``to_user`` (a
-  certified name); no connected peer matches: dropped (``no-route``);
+  certified name; with ``to_device``, only that device of the user, so a
+  user logged in on several devices gets each its own envelopes); no
+  connected peer matches: dropped (``no-route``);
 * ``from_user`` and ``from_device`` are replaced by what the sender's
   certificate says, so a peer cannot forward in someone else's name
   (an anonymous sender cannot use forwarding at all: ``anonymous``);
@@ -60,9 +62,17 @@ def _find(
     if name is None or name.lower() == own_name:
         return "local"
     for key, peer in peers.items():
-        if peer is not None and peer.name == name.lower():
+        if peer is not None and peer.name == name.lower() and _device_matches(envelope, peer):
             return key
     return "no-route"
+
+
+def _device_matches(envelope: Forward, peer: PeerIdentity) -> bool:
+    """No ``to_device``, or the peer's certificate is for that device."""
+    if envelope.to_device is None:
+        return True
+    certificate = peer.certificate
+    return certificate is not None and certificate.body.device_id == envelope.to_device
 
 
 def route(

@@ -40,14 +40,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from hopline.calls.service import CallConfig, CallError, CallService
+from hopline.calls.service import NoSuchCall as NoCall
 from hopline.client import account
 from hopline.client.profile import Profile, ProfileError
 from hopline.client.session import ClientSession, PresenceStatus, SessionConfig
 from hopline.daemon.events import EventBus
 from hopline.identity import CertificateError, CertificateVerifier
 from hopline.identity.names import InvalidUsername, canonical_username
+from hopline.media.audio import AudioError
+from hopline.path.manager import PathConfig, PathManager
 from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
 from hopline.wire import ErrorCode
+from hopline.wire.call import CALL_ID_SIZE
 from hopline.wire.directory import LookupState, SearchField
 
 log = logging.getLogger("hopline.daemon")
@@ -117,6 +122,12 @@ class Unreachable(DaemonError):
     code, status = "unreachable", 503
 
 
+class NoSuchCall(DaemonError):
+    """No call with that id, or none ringing to answer."""
+
+    code, status = "no-such-call", 404
+
+
 # ---------------------------------------------------------------- config
 
 
@@ -130,6 +141,8 @@ class DaemonConfig:
     renew_check_s: float = 600.0
     leave_timeout_s: float = 2.0
     netcheck_timeout_s: float = 10.0
+    paths: PathConfig = field(default_factory=PathConfig)
+    calls: CallConfig = field(default_factory=CallConfig)
 
 
 SEARCH_FIELDS = {
@@ -151,6 +164,8 @@ class ClientDaemon:
         self.config = config or DaemonConfig()
         self.events = EventBus()
         self.session: ClientSession | None = None
+        self.paths: PathManager | None = None
+        self.calls: CallService | None = None
         self.started = time.time()
         self.last_error: str | None = None
         self._online_task: asyncio.Task[None] | None = None
@@ -221,6 +236,7 @@ class ClientDaemon:
                 delay = min(delay * 2, self.config.retry_max_s)
                 continue
             self.session, self.last_error = session, None
+            await self._start_calls(session)
             self._set_state(DaemonState.ONLINE)
             self._discover_nat(session)
             self.events.emit("home", **self._home_json(session))
@@ -230,9 +246,32 @@ class ClientDaemon:
             except EndpointError as exc:  # e.g. a refresh refused: start over
                 self.last_error = f"session ended: {exc}"
                 log.warning("%s; connecting again", self.last_error)
+            await self._stop_calls()
             self.session = None
             await session.close()
             self._set_state(DaemonState.CONNECTING)
+
+    async def _start_calls(self, session: ClientSession) -> None:
+        """Paths to peers and the call service, for as long as this session lives."""
+        paths = PathManager(session, self.config.paths)
+        await paths.start()
+        name = str(self.public_profile().get("full_name") or "")
+        calls = CallService(
+            paths,
+            config=self.config.calls,
+            on_change=lambda doc: self.events.emit("call", **doc),
+            display_name=name,
+        )
+        calls.start()
+        self.paths, self.calls = paths, calls
+
+    async def _stop_calls(self) -> None:
+        calls, paths = self.calls, self.paths
+        self.calls = self.paths = None
+        if calls is not None:
+            await calls.close()
+        if paths is not None:
+            await paths.close()
 
     def _discover_nat(self, session: ClientSession) -> None:
         task = asyncio.create_task(self._netcheck(session), name="hopline-netcheck")
@@ -249,6 +288,8 @@ class ClientDaemon:
         report = await run_netcheck(servers, timeout=self.config.netcheck_timeout_s)
         self.nat_report = report.to_json()
         session.nat_class = int(report.nat_type)
+        if self.paths is not None:
+            self.paths.nat = report
         self.events.emit("nat", **self.nat_report)
         if session.connected:
             with contextlib.suppress(EndpointError):  # the next refresh publishes it anyway
@@ -276,6 +317,7 @@ class ClientDaemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._online_task = self._renew_task = self._netcheck_task = None
+        await self._stop_calls()
         if self.session is not None:
             await self.session.leave(self.config.leave_timeout_s)
             self.session = None
@@ -459,6 +501,105 @@ class ClientDaemon:
             raise BadInput(str(exc)) from None
         self.events.emit("presence", user=session.user, status=status, mood=session.mood)
         return {"status": status, "mood": session.mood}
+
+    # ------------------------------------------------------------ calls
+
+    def _call_service(self) -> CallService:
+        self._online_session()
+        if self.calls is None:
+            raise NotOnline("calls are not ready yet (connecting)")
+        return self.calls
+
+    async def place_call(
+        self, user: str, *, play: str | None, record: str | None, seconds: float | None
+    ) -> dict[str, Any]:
+        """Ring every device of ``user``; the call document at once (state calling)."""
+        name = _canonical(user)
+        if name == self.user:
+            raise BadInput("you cannot call yourself")
+        service = self._call_service()
+        live = await _calling(service.place(name, play=play, record=record, seconds=seconds))
+        return service.describe(live)
+
+    async def answer_call(
+        self,
+        call_id: str | None,
+        *,
+        play: str | None,
+        record: str | None,
+        seconds: float | None,
+        wait_s: float = 0.0,
+    ) -> dict[str, Any]:
+        """Answer a ringing call (the oldest without ``call_id``; waiting up to ``wait_s``)."""
+        service = self._call_service()
+        ident = _call_id(call_id) if call_id is not None else None
+        answering = service.answer(ident, play=play, record=record, seconds=seconds, wait_s=wait_s)
+        return service.describe(await _calling(answering))
+
+    async def hangup_call(self, call_id: str | None) -> dict[str, Any]:
+        """Hang up (or reject, or stop ringing) a call; the latest live one without an id."""
+        service = self._call_service()
+        ident = _call_id(call_id) if call_id is not None else None
+        return service.describe(await _calling(_now(service.hangup, ident)))
+
+    async def hold_call(self, call_id: str, on: bool) -> dict[str, Any]:
+        """Put a call on hold or resume it."""
+        service = self._call_service()
+        return service.describe(await _calling(_now(service.hold, _call_id(call_id), on)))
+
+    def list_calls(self) -> list[dict[str, Any]]:
+        """Live calls, and those that ended in the last minute."""
+        service = self.calls
+        if service is None:
+            return []
+        service.forget_ended()
+        return [service.describe(live) for live in service.calls.values()]
+
+    def get_call(self, call_id: str) -> dict[str, Any]:
+        """One call's document."""
+        service = self._call_service()
+        try:
+            return service.describe(service.get(_call_id(call_id)))
+        except NoCall as exc:
+            raise NoSuchCall(str(exc)) from None
+
+    async def wait_call(self, call_id: str, timeout_s: float) -> dict[str, Any]:
+        """Wait until the call ends (or ``timeout_s``); its document."""
+        service = self._call_service()
+        try:
+            live = service.get(_call_id(call_id))
+        except NoCall as exc:
+            raise NoSuchCall(str(exc)) from None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(live.ended.wait(), timeout_s)
+        return service.describe(live)
+
+
+async def _now(function: Any, *args: Any) -> Any:
+    """Run a synchronous call-service method where :func:`_calling` can map its errors."""
+    return function(*args)
+
+
+async def _calling(awaitable: Awaitable[T]) -> T:
+    """Await a call-service request, turning its failures into :class:`DaemonError`."""
+    try:
+        return await awaitable
+    except NoCall as exc:
+        raise NoSuchCall(str(exc)) from None
+    except CallError as exc:
+        raise Refused(str(exc)) from None
+    except AudioError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _call_id(text: str) -> bytes:
+    try:
+        ident = bytes.fromhex(text)
+    except ValueError:
+        ident = b""
+    if len(ident) != CALL_ID_SIZE:
+        raise BadInput(f"not a call id: {text!r} (32 hex digits)")
+    return ident
 
 
 def _canonical(username: str) -> str:

@@ -1,9 +1,12 @@
 """The steps of ``hopline demo``, each timed and checked.
 
-Today the network has a login server and supernodes; the walkthrough grows
-as the directory, calls and messages arrive. Every step does the real thing: separate
-processes on loopback, real sockets, the real CLI, and checks its result.
-A failed step is reported, and the demo exits non-zero.
+The network has a login server and supernodes; the walkthrough grows as
+capabilities arrive (today: accounts, the overlay directory, search, paths
+between peers and a voice call). Every step does the real thing: separate
+processes on loopback, real sockets, the real CLI, real Opus, and checks
+its result. The call plays speech that ships with Hopline (``speech.wav``,
+made with espeak-ng) and scores what bob heard with wideband PESQ. A failed
+step is reported, and the demo exits non-zero.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hopline.calls.service import CallConfig, CallService
 from hopline.client.profile import Profile, parse_ls_key
 from hopline.client.session import ClientSession
 from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
+from hopline.media.audio import load_voice
+from hopline.media.score import pesq_wb
 from hopline.path.manager import PathManager
 from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection
 from hopline.wire import Address, decode, encode
@@ -35,6 +41,11 @@ from hopline.wire.directory import LookupState, SearchField
 
 PASSWORD = "demo passphrase for hopline"  # noqa: S105 -- a throwaway demo account
 USERS = (("alice", "Alice Liddell", "Oxford", "GB"), ("bob", "Bob Marley", "Kingston", "JM"))
+SPEECH = Path(__file__).with_name("speech.wav")
+REPORT_KEYS = (
+    *("state", "duration_s", "path", "codec", "packets_sent", "packets_received"),
+    *("loss", "jitter_ms", "rtt_ms", "mos_estimate"),
+)
 
 
 class StepFailed(Exception):
@@ -60,6 +71,7 @@ class Walkthrough:
     on_step: Callable[[Step], None]
     steps: list[Step] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    call: dict[str, Any] | None = None  # the call step's report, with "pesq"
 
     def record(self, name: str, started: float, ok: bool, detail: str) -> Step:
         step = Step(name, ok, round((time.perf_counter() - started) * 1000, 1), detail)
@@ -168,6 +180,47 @@ class Walkthrough:
             f"{about['kind']} {about['family']} {about['local']} -> {about['remote']}; "
             f"first packet from bob after {about['first_packet_ms']:.0f} ms, "
             f"secure connection after {about['established_ms']:.0f} ms"
+        )
+
+    def voice_call(self) -> str:
+        return asyncio.run(self._voice_call())
+
+    async def _voice_call(self) -> str:
+        """alice calls bob and plays speech; bob records; PESQ of what he heard."""
+        sessions = [
+            ClientSession(Profile.open(self.workdir / u, create=False)) for u in ("alice", "bob")
+        ]
+        managers = [PathManager(session) for session in sessions]
+        services = [CallService(m, config=CallConfig(devices=False)) for m in managers]
+        heard = self.workdir / "bob-heard.wav"
+        seconds = len(load_voice(SPEECH)) / 48000 + 0.5
+        try:
+            for session, manager, service in zip(sessions, managers, services, strict=True):
+                await session.connect()
+                await manager.start()
+                service.start()
+            outgoing = await services[0].place(
+                "bob", play=str(SPEECH), record=None, seconds=seconds
+            )
+            incoming = await services[1].answer(
+                None, play=None, record=str(heard), seconds=None, wait_s=15
+            )
+            await asyncio.wait_for(outgoing.ended.wait(), seconds + 20)
+            await asyncio.wait_for(incoming.ended.wait(), 10)
+            report = services[0].describe(outgoing)
+        finally:
+            for session, manager, service in zip(sessions, managers, services, strict=True):
+                await service.close()
+                await manager.close()
+                await session.close()
+        if report["end_reason"] != "hangup":
+            raise StepFailed(f"the call ended {report['end_reason']}")
+        score = pesq_wb(load_voice(SPEECH), load_voice(heard))
+        self.call = {key: report[key] for key in REPORT_KEYS} | {"pesq": round(score, 2)}
+        return (
+            f"{report['path']} path, {report['duration_s']:.1f} s of speech, "
+            f"{report['packets_received']} packets, RTT {report['rtt_ms']} ms, "
+            f"MOS estimate {report['mos_estimate']}, PESQ-WB {score:.2f} (bob's recording)"
         )
 
     async def _search(self, session: ClientSession) -> str:
@@ -340,8 +393,10 @@ def members_seen(metrics: str) -> float:
     return 0.0
 
 
-def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, list[Step]]:
-    """Run every step; return (all passed, steps). Leaves no process behind."""
+def run_demo(
+    seconds: float, on_step: Callable[[Step], None]
+) -> tuple[bool, list[Step], dict[str, Any] | None]:
+    """Run every step; return (all passed, steps, call report). Leaves no process behind."""
     with (
         tempfile.TemporaryDirectory(prefix="hopline-demo-") as tmp,
         Cluster(Path(tmp) / "logs") as cluster,
@@ -364,8 +419,10 @@ def run_demo(seconds: float, on_step: Callable[[Step], None]) -> tuple[bool, lis
             ("white pages search", walk.white_pages),
             ("message via a supernode", walk.relay_message),
             ("peer-to-peer path alice -> bob", walk.peer_path),
+            ("voice call alice -> bob", walk.voice_call),
         ]
         for name, action in plan:
             if not walk.run(name, action):
                 break
-        return all(step.ok for step in walk.steps) and len(walk.steps) == len(plan), walk.steps
+        ok = all(step.ok for step in walk.steps) and len(walk.steps) == len(plan)
+        return ok, walk.steps, walk.call

@@ -12,6 +12,13 @@
   once per 20 ms slot, whether to decode, recover from FEC or conceal.
 * :mod:`hopline.media.quality` — the estimated MOS (simplified E-model) shown
   in live call statistics.
+* :mod:`hopline.media.report` — receiver reports (type byte ``0xA1``): loss,
+  loss bursts, jitter, jitter-buffer delay and clock echoes for the RTT.
+* :mod:`hopline.media.ratecontrol` — the rate controller: receiver reports in,
+  bitrate, FEC, expected loss and packet redundancy out.
+* :mod:`hopline.media.stream` — :class:`~hopline.media.stream.VoiceStream`,
+  one side of a call as a sans-I/O engine: PCM and datagrams in, PCM,
+  datagrams and live statistics out.
 
 This package imports nothing on import (no numpy, no libopus); import the
 modules directly.

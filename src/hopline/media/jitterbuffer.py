@@ -193,6 +193,21 @@ class JitterBuffer:
     # statistics ---------------------------------------------------------
 
     @property
+    def min_delay_ms(self) -> float:
+        """The lowest playout delay the buffer aims for."""
+        return self._min_ms
+
+    def set_min_delay(self, ms: float) -> None:
+        """Change the lowest target delay (e.g. to wait for repeated copies of lost frames).
+
+        A higher floor takes effect at the next slot; playout then grows
+        towards it at the next missing frame, as for any target rise.
+        """
+        if not 0 < ms <= self._max_ms:
+            raise ValueError(f"min delay {ms} ms outside (0, {self._max_ms}]")
+        self._min_ms = ms
+
+    @property
     def target_delay_ms(self) -> float:
         """The playout delay the buffer aims for."""
         return self._target_ms

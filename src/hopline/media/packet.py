@@ -32,7 +32,10 @@ a whole packet at most 1400 bytes. :func:`decode_packet` raises only
 
 :class:`Packetizer` is the sending side: it numbers frames, remembers the
 last few and repeats ``redundancy`` of them in each packet (the classic
-client repeated one to four past frames when loss was heavy).
+client repeated one to four past frames when loss was heavy). The repeats
+are the frames 1, 2, 3, 4 back, or with ``spread`` 1, 2, 4, 8 back: spread
+copies bridge loss bursts up to eight packets long with the same four
+copies, at the price of a receiver that waits longer for them.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "MAX_FRAME",
     "MAX_PACKET",
     "MAX_REDUNDANT",
+    "SPREAD_OFFSETS",
     "MEDIA_VERSION",
     "MediaFrame",
     "MediaPacket",
@@ -63,6 +67,9 @@ BLOCK_SIZE = 5
 MAX_FRAME = 1275
 MAX_PACKET = 1400
 MAX_REDUNDANT = 4
+SPREAD_OFFSETS = (1, 2, 4, 8)
+"""Sequence offsets of the repeated frames with spread redundancy."""
+_HISTORY = SPREAD_OFFSETS[-1]
 MAX_SEQ_BACK = 0xFF
 MAX_TS_BACK = 0xFFFF
 FLAG_MARKER = 0x01
@@ -252,22 +259,36 @@ class Packetizer:
     ) -> None:
         """Start numbering at ``first_seq``/``first_timestamp`` (random per call, ideally)."""
         self._redundancy = 0
+        self._spread = False
         self.set_redundancy(redundancy)
         self._seq = first_seq % _SEQ_MOD
         self._timestamp = first_timestamp % _TS_MOD
         self._frame_samples = frame_samples
-        self._history: deque[MediaFrame] = deque(maxlen=MAX_REDUNDANT)
+        self._history: deque[MediaFrame] = deque(maxlen=_HISTORY)
 
     @property
     def redundancy(self) -> int:
         """How many earlier frames each packet repeats (0-4)."""
         return self._redundancy
 
-    def set_redundancy(self, n: int) -> None:
-        """Repeat ``n`` (0-4) earlier frames from the next packet on."""
+    @property
+    def spread(self) -> bool:
+        """Whether the repeated frames are 1, 2, 4, 8 back (else 1, 2, 3, 4)."""
+        return self._spread
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """How far back (in frames) each repeated frame is, nearest first."""
+        if self._spread:
+            return SPREAD_OFFSETS[: self._redundancy]
+        return tuple(range(1, self._redundancy + 1))
+
+    def set_redundancy(self, n: int, *, spread: bool = False) -> None:
+        """Repeat ``n`` (0-4) earlier frames from the next packet on, ``spread`` out or not."""
         if not 0 <= n <= MAX_REDUNDANT:
             raise ValueError(f"redundancy {n} outside 0-{MAX_REDUNDANT}")
         self._redundancy = n
+        self._spread = bool(spread)
 
     def build(self, payload: bytes, *, marker: bool = False, fec: bool = False) -> MediaPacket:
         """The next packet carrying ``payload``; advances sequence and timestamp."""
@@ -285,7 +306,8 @@ class Packetizer:
         return encode_packet(self.build(payload, marker=marker, fec=fec))
 
     def _with_redundancy(self, packet: MediaPacket) -> MediaPacket:
-        chosen = list(self._history)[-self._redundancy :] if self._redundancy else []
+        history = list(self._history)
+        chosen = [history[-k] for k in reversed(self.offsets) if k <= len(history)]
         usable = [frame for frame in chosen if _fits_offsets(packet, frame)]
         size = HEADER_SIZE + len(packet.primary)
         while usable and size + sum(BLOCK_SIZE + len(f.payload) for f in usable) > MAX_PACKET:

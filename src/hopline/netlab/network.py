@@ -144,6 +144,30 @@ class LabNetwork:
         self.clients[user] = client
         return client
 
+    def user(self, host: str, nat: NatClass, user: str) -> None:
+        """A new client host (unless it exists) with ``user`` registered and logged in."""
+        if host not in self.lab.hosts:
+            self.lab.add_client(host, nat)
+        self.account(host, "register", user)
+        self.account(host, "login", user)
+
+    def daemon(self, host: str, user: str, *args: str) -> LabProcess:
+        """``hopline up`` for ``user``'s profile on ``host``; returns once its API serves."""
+        argv = hopline_command("up", "--profile", str(self.workdir / user), *args)
+        daemon = self.lab.run(host, argv, label=f"daemon-{user}")
+        daemon.wait_ready(30)
+        return daemon
+
+    def cli(self, host: str, user: str, *args: str, timeout: float = 60.0) -> str:
+        """Run ``hopline ARGS --profile`` (``user``'s) on ``host``; its stdout."""
+        argv = hopline_command(*args, "--profile", str(self.workdir / user))
+        return self.lab.exec(host, argv, timeout=timeout)
+
+    def start_cli(self, host: str, user: str, *args: str) -> LabProcess:
+        """The same, in the background (a command that waits, such as ``answer --auto``)."""
+        argv = hopline_command(*args, "--profile", str(self.workdir / user))
+        return self.lab.run(host, argv, label=f"cli-{user}-{args[0]}")
+
     def agent(self, host: str, user: str, *args: str) -> LabProcess:
         """A logged-in session of ``user`` on ``host``, waiting for commands."""
         profile = str(self.workdir / user)

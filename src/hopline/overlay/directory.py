@@ -17,6 +17,13 @@ refuses a record that the session's user and device do not own.
 identical record at the same sequence is an idempotent no-op; anything else
 is ``stale``.
 
+**Several devices.** A user logged in on several devices has one record
+listing them all: each device publishes a record with only itself, and the
+store *merges* it with the devices of the stored record that are still
+live (each device keeps its own expiry; the newest record's status and mood
+win unless its device is leaving). A lookup lists only live devices, so a
+call rings every device the user is online on and none that left.
+
 **Time.** ``expires`` is clamped to ``now + max_ttl`` and ``last_seen`` to
 ``now``. A record is *online* while ``expires`` is in the future, then
 *offline, last seen X* until ``last_seen + 72 h`` (endpoints are withheld
@@ -165,6 +172,7 @@ class _Entry:
     slot: int
     size: int
     drop_at: int
+    device_expires: dict[bytes, int]  # each listed device's own expiry
 
 
 class DirectoryStore:
@@ -234,6 +242,7 @@ class DirectoryStore:
         self._check_publisher(record, user, publisher, publisher_key)
         record = self._normalize(record, user, now)
         current = self._live_entry(user, now)
+        record, expiries = self._merge(current, record, now)
         if current is not None and record.sequence <= current.record.sequence:
             if record == current.record:
                 return PublishResult(user, record.sequence, record.expires, changed=False)
@@ -242,9 +251,38 @@ class DirectoryStore:
         self._verify_devices(record, user, now, verifier)
         if current is None:
             self._make_room(now)
-        self._put(user, slot, record, size)
+        self._put(user, slot, record, size, expiries)
         self.accepted += 1
         return PublishResult(user, record.sequence, record.expires, changed=True)
+
+    def _merge(
+        self, current: _Entry | None, record: PresenceRecord, now: int
+    ) -> tuple[PresenceRecord, dict[bytes, int]]:
+        """``record`` plus the live devices of ``current`` it does not list."""
+        expiries = {device.device_id: record.expires for device in record.devices}
+        if current is None:
+            return record, expiries
+        others = [
+            device
+            for device in current.record.devices
+            if device.device_id not in expiries
+            and current.device_expires.get(device.device_id, 0) > now
+        ]
+        others.sort(key=lambda device: -current.device_expires[device.device_id])
+        others = others[: max(0, self.limits.max_devices - len(record.devices))]
+        if not others:
+            return record, expiries
+        for device in others:
+            expiries[device.device_id] = current.device_expires[device.device_id]
+        newest = record if record.expires > now else current.record  # a leaving device
+        merged = dataclasses.replace(
+            record,
+            devices=record.devices + tuple(others),
+            expires=max(expiries.values()),
+            status=newest.status,
+            mood=newest.mood,
+        )
+        return merged, expiries
 
     @staticmethod
     def _check_publisher(
@@ -309,11 +347,18 @@ class DirectoryStore:
             heapq.heappop(self._heap)
             self._remove(user)
 
-    def _put(self, user: str, slot: int, record: PresenceRecord, size: int) -> None:
+    def _put(
+        self,
+        user: str,
+        slot: int,
+        record: PresenceRecord,
+        size: int,
+        expiries: dict[bytes, int],
+    ) -> None:
         if user in self._records:
             self._remove(user)
         drop_at = max(record.expires, record.last_seen + self.limits.retention)
-        self._records[user] = _Entry(record, slot, size, drop_at)
+        self._records[user] = _Entry(record, slot, size, drop_at, expiries)
         self._by_slot.setdefault(slot, set()).add(user)
         self.bytes_stored += size
         heapq.heappush(self._heap, (drop_at, user))
@@ -351,7 +396,7 @@ class DirectoryStore:
             return LookupResult(LookupState.NOT_FOUND)
         record = entry.record
         if record.expires > now:
-            return LookupResult(LookupState.ONLINE, record, record.last_seen)
+            return LookupResult(LookupState.ONLINE, _live_devices(entry, now), record.last_seen)
         return LookupResult(LookupState.OFFLINE, _without_endpoints(record), record.last_seen)
 
     def expire(self, now: float) -> int:
@@ -407,6 +452,15 @@ def _canonical(record: PresenceRecord) -> str:
         return canonical_username(record.user)
     except InvalidUsername as exc:
         raise BadRecord(str(exc)) from None
+
+
+def _live_devices(entry: _Entry, now: float) -> PresenceRecord:
+    """The entry's record listing only the devices that have not expired."""
+    record = entry.record
+    live = tuple(d for d in record.devices if entry.device_expires.get(d.device_id, 0) > now)
+    if len(live) == len(record.devices) or not live:
+        return record
+    return dataclasses.replace(record, devices=live)
 
 
 def _without_endpoints(record: PresenceRecord) -> PresenceRecord:

@@ -142,8 +142,10 @@ class PathConfig:
     connect_timeout_s: float = 10.0
     keepalive_s: float = 15.0
     ping_timeout_s: float = 5.0
+    urgent_ping_timeout_s: float = 0.5  # after check_soon: the path's traffic stalled
     reestablish: bool = True
     reestablish_timeout_s: float = 30.0
+    reestablish_attempt_s: float = 3.0  # one try (a fresh lookup each time)
     retry_backoff_s: float = 0.5
     max_attempts: int = 32
     max_attempts_per_peer: int = 2
@@ -175,6 +177,7 @@ class _Attempt:
     selected_local: Candidate | None = None
     installed_direct: bool = False
     tie_breaker: int = 0
+    again: bool = False  # re-establishing a lost path: no wait for a direct pair
 
 
 class PathManager:
@@ -221,12 +224,20 @@ class PathManager:
             await endpoint.open_udp("0.0.0.0")  # noqa: S104 -- candidates on every interface
         await self._refresh_hosts()
 
-    async def connect(self, user: str, timeout: float = 15.0) -> PeerPath:
-        """A working path to ``user``'s device (an existing live one is reused)."""
+    async def connect(
+        self, user: str, timeout: float = 15.0, device: DeviceRecord | None = None
+    ) -> PeerPath:
+        """A working path to one of ``user``'s devices (a live one is reused).
+
+        ``device`` picks the device (one of :meth:`devices`); without it the
+        first device of the user's presence record is used.
+        """
         for path in self.paths:
-            if path.user == user.lower() and path.live:
+            wanted = device is None or path.device_id == device.device_id
+            if path.user == user.lower() and path.live and wanted:
                 return path
-        device = await self._find_device(user)
+        if device is None:
+            device = await self._find_device(user)
         path = PeerPath(user.lower(), device.device_id, device.identity_key, initiator=True)
         await self._establish(path, device, timeout)
         self._adopt(path)
@@ -281,18 +292,34 @@ class PathManager:
 
     # ------------------------------------------------------------ establishing (caller)
 
-    async def _find_device(self, user: str) -> DeviceRecord:
+    async def devices(self, user: str) -> tuple[DeviceRecord, ...]:
+        """Every device ``user`` is online on now (PathError when none)."""
         reply = await self.session.lookup(user)
         record = reply.record
         if reply.state != LookupState.ONLINE or record is None or not record.devices:
             raise PathError(f"{user} is not online")
-        return record.devices[0]
+        return record.devices
 
-    async def _establish(self, path: PeerPath, device: DeviceRecord, timeout: float) -> None:
-        """Run one attempt as the controlling side until a connection is installed."""
+    async def _find_device(self, user: str, device_id: bytes | None = None) -> DeviceRecord:
+        devices = await self.devices(user)
+        for device in devices:
+            if device_id is None or device.device_id == device_id:
+                return device
+        raise PathError(f"{user} is no longer online on that device")
+
+    async def _establish(
+        self, path: PeerPath, device: DeviceRecord, timeout: float, *, again: bool = False
+    ) -> None:
+        """Run one attempt as the controlling side until a connection is installed.
+
+        ``again`` (re-establishing a lost path) takes a relayed pair at once
+        rather than waiting for a direct one: the path is back sooner, and
+        the checks that keep running upgrade it to direct if they can.
+        """
         self._check_capacity(path)
         path_id = os.urandom(PATH_ID_SIZE)
         attempt = self._new_attempt(path, path_id, controlling=True)
+        attempt.again = again
         attempt.reply_via = _supernode_of(device)
         attempt.local = self._gather()
         offer = PathOffer(
@@ -378,7 +405,8 @@ class PathManager:
 
     async def _signal(self, attempt: _Attempt, message: PathMessage) -> None:
         """Send a path message to the attempt's peer through its home supernode."""
-        link = await self._link(attempt.reply_via)
+        quick = self.config.reestablish_attempt_s / 2 if attempt.again else None
+        link = await self._link(attempt.reply_via, quick)  # the peer's home may be gone too
         path = attempt.path
         envelope = Forward(payload=encode(message), to_user=path.user, to_device=path.device_id)
         link.notify(envelope)
@@ -393,7 +421,9 @@ class PathManager:
             self.dropped["signal:unsent"] += 1
             log.info("path message %s not sent: %s", message.NAME, exc)
 
-    async def _link(self, via: EndpointRecord | None) -> PeerConnection:
+    async def _link(
+        self, via: EndpointRecord | None, timeout: float | None = None
+    ) -> PeerConnection:
         """The connection to the supernode at ``via`` (our home if it is the same)."""
         home = self.session.home
         if via is None or via.address == self.session.home_address:
@@ -408,7 +438,10 @@ class PathManager:
         tcp = self.session.home_transport == "tcp" or not self.config.udp
         expect = Expectation(role=Role.SUPERNODE)
         link = await self.endpoint.connect(
-            via.address.as_tuple(), expect, tcp=tcp, timeout=self.config.connect_timeout_s
+            via.address.as_tuple(),
+            expect,
+            tcp=tcp,
+            timeout=timeout or self.config.connect_timeout_s,
         )
         self._links[via.address] = link
         return link
@@ -639,7 +672,7 @@ class PathManager:
         config = self.config.checks or CheckConfig()
         ours = any(c.base == UDP_BASE for c in attempt.local)
         theirs = any(c.kind != CandidateKind.RELAYED for c in attempt.remote)
-        if ours and theirs:
+        if ours and theirs and not attempt.again:
             return config
         return dataclasses.replace(config, direct_wait_s=0.0)
 
@@ -1016,7 +1049,7 @@ class PathManager:
         """Ping the peer; on loss, establish again (caller) or wait for the peer (callee)."""
         while path.closed_reason is None:
             pc = path.connection
-            if pc is not None and await self._alive(pc):
+            if pc is not None and await self._alive(path, pc):
                 continue
             if path.closed_reason is not None or (path.connection is not pc and path.live):
                 continue  # closed, or swapped while we looked (an upgrade)
@@ -1042,16 +1075,28 @@ class PathManager:
         self._install(attempt, pc)
         return path.connection is pc
 
-    async def _alive(self, pc: PeerConnection) -> bool:
-        """Wait one keep-alive round; False if the connection closed or stopped answering."""
+    def check_soon(self, path: PeerPath) -> None:
+        """Check ``path`` now (its traffic stalled): a ping with a short timeout,
+        and on failure establish it again at once."""
+        path.check_requested.set()
+
+    async def _alive(self, path: PeerPath, pc: PeerConnection) -> bool:
+        """Wait one keep-alive round (or a :meth:`check_soon`); False if the
+        connection closed or stopped answering."""
+        closed: asyncio.Future[str] = asyncio.ensure_future(asyncio.shield(pc.closed))
+        asked: asyncio.Future[bool] = asyncio.ensure_future(path.check_requested.wait())
         try:
-            await asyncio.wait_for(asyncio.shield(pc.closed), self.config.keepalive_s)
-        except TimeoutError:
-            pass
-        else:
+            await asyncio.wait((closed, asked), timeout=self.config.keepalive_s)
+        finally:
+            for waiter in (closed, asked):
+                waiter.cancel()
+        if pc.closed.done():
             return False
+        urgent = path.check_requested.is_set()
+        path.check_requested.clear()
+        timeout = self.config.urgent_ping_timeout_s if urgent else self.config.ping_timeout_s
         try:
-            await pc.request(Ping(nonce=secrets.randbits(32)), timeout=self.config.ping_timeout_s)
+            await pc.request(Ping(nonce=secrets.randbits(32)), timeout=timeout)
         except EndpointError:
             return False
         return True
@@ -1062,19 +1107,35 @@ class PathManager:
             self._finish(attempt, "lost", release=True)
 
     async def _recover(self, path: PeerPath) -> bool:
+        """Establish a lost path again (caller) or wait for the peer to (callee).
+
+        The caller first makes sure its own home answers (re-homing if the
+        path died with it), then retries with a fresh lookup each time: the
+        peer may be re-homing too, and its record names its new home only
+        once it has published again.
+        """
         deadline = time.monotonic() + self.config.reestablish_timeout_s
         while time.monotonic() < deadline and path.closed_reason is None:
             if path.live:
                 return True  # the peer came back to us (callee side)
-            if path.initiator:
-                with contextlib.suppress(EndpointError, PathClosedError):
-                    await self._refresh_hosts()
-                    device = await self._find_device(path.user)
-                    left = max(1.0, deadline - time.monotonic())
-                    await self._establish(path, device, min(left, self.config.connect_timeout_s))
-                    return True
+            if path.initiator and await self._establish_again(path, deadline):
+                return True
             await asyncio.sleep(self.config.retry_backoff_s)
         return path.live
+
+    async def _establish_again(self, path: PeerPath, deadline: float) -> bool:
+        left = max(1.0, deadline - time.monotonic())
+        if not await self.session.confirm_home(min(left, self.config.connect_timeout_s)):
+            return False
+        try:
+            await self._refresh_hosts()
+            device = await self._find_device(path.user, path.device_id)
+            timeout = min(left, self.config.reestablish_attempt_s)
+            await self._establish(path, device, timeout, again=True)
+        except (EndpointError, PathClosedError) as exc:
+            log.info("path to %s not re-established yet: %s", path.user, exc)
+            return False
+        return True
 
     # ------------------------------------------------------------ tasks
 

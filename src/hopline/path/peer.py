@@ -70,6 +70,8 @@ class PeerPath:
         self.changes: deque[PathChange] = deque(maxlen=MAX_CHANGES)
         self.incoming: asyncio.Queue[Message] = asyncio.Queue(QUEUE_SIZE)
         self.datagrams: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
+        self.on_datagram: Callable[[bytes], None] | None = None
+        self.check_requested = asyncio.Event()  # PathManager.check_soon
         self.dropped = 0
         self.closed_reason: str | None = None
         self._live = asyncio.Event()
@@ -169,7 +171,14 @@ class PeerPath:
     # ------------------------------------------------------------ from the manager
 
     def deliver_datagram(self, data: bytes) -> None:
-        """A datagram arrived on the current connection."""
+        """A datagram arrived on the current connection.
+
+        It goes to :attr:`on_datagram` when that is set (a call's media
+        stream, which needs the arrival time), else to the queue.
+        """
+        if self.on_datagram is not None:
+            self.on_datagram(data)
+            return
         try:
             self.datagrams.put_nowait(data)
         except asyncio.QueueFull:
@@ -179,6 +188,11 @@ class PeerPath:
         """A request or notice from the peer: the reply (None for notices)."""
         if self.handler is not None:
             return await self.handler(message)
+        return await self.default_handle(message)
+
+    async def default_handle(self, message: Message) -> Message | None:
+        """What a path does with a message no handler took: answers ``echo``,
+        queues notices for :meth:`receive`, refuses other requests."""
         if isinstance(message, Echo):
             return EchoReply(data=message.data)
         if message.KIND.name == "NOTICE":

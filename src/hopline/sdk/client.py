@@ -8,6 +8,9 @@
         status = await hopline.status()
         async for user in hopline.search_all("ada", by="name"):
             print(user.username, user.city)
+        call = await hopline.place_call("ada", play="/tmp/hello.wav", seconds=10)
+        call = await hopline.wait_call(call.call_id, timeout_s=60)
+        print(call.state, call.duration_s, call.mos_estimate)
 
 Replies are the API's own pydantic models (:mod:`hopline.api.models`), so a
 field the daemon adds shows up here typed. Every failure is a
@@ -18,6 +21,7 @@ field the daemon adds shows up here typed. Every failure is a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +34,7 @@ from hopline.daemon.files import DaemonFileError, read_daemon_info
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 30.0
+LONG_POLL_MARGIN_S = 10.0  # a long-polling request may take its own wait plus this
 
 
 class HoplineError(Exception):
@@ -94,12 +99,16 @@ class Client:
         *,
         body: BaseModel | None = None,
         params: dict[str, Any] | None = None,
+        wait_s: float = 0.0,
     ) -> M:
         content = body.model_dump_json(exclude_unset=True) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
+        timeout = self._http.timeout
+        if wait_s > 0:  # the daemon holds the request open that long before it answers
+            timeout = httpx.Timeout(wait_s + max(LONG_POLL_MARGIN_S, timeout.read or 0.0))
         try:
             response = await self._http.request(
-                method, path, content=content, params=params, headers=headers
+                method, path, content=content, params=params, headers=headers, timeout=timeout
             )
         except httpx.TransportError as exc:
             raise HoplineError("unreachable", f"the daemon does not answer: {exc}") from None
@@ -177,6 +186,71 @@ class Client:
         body = m.PresenceUpdate(status=status, mood=mood)  # type: ignore[arg-type]
         return await self._call("PUT", "/v1/presence", m.Presence, body=body)
 
+    # ------------------------------------------------------------ calls
+
+    async def place_call(
+        self,
+        user: str,
+        *,
+        play: str | Path | None = None,
+        record: str | Path | None = None,
+        seconds: float | None = None,
+    ) -> m.Call:
+        """Call ``user``; returns at once (state ``calling``).
+
+        ``play``: a WAV file sent as voice; ``record``: where the peer's voice
+        is written; ``seconds``: hang up after that long of talk. Paths are
+        made absolute here: the daemon resolves nothing relative.
+        """
+        body = m.CallRequest(user=user, **_media(play, record, seconds))
+        return await self._call("POST", "/v1/calls", m.Call, body=body)
+
+    async def answer_call(
+        self,
+        call_id: str | None = None,
+        *,
+        play: str | Path | None = None,
+        record: str | Path | None = None,
+        seconds: float | None = None,
+        wait_s: float = 0.0,
+    ) -> m.Call:
+        """Answer ``call_id``, or (``None``) the oldest ringing call.
+
+        With ``call_id`` None and ``wait_s`` > 0, waits that long for a call to
+        ring. Nothing to answer raises :class:`HoplineError` ``no-such-call``.
+        """
+        media = _media(play, record, seconds)
+        if call_id is None:
+            body: BaseModel = m.AnswerNextRequest(**media, wait_s=wait_s)
+            return await self._call("POST", "/v1/calls/answer", m.Call, body=body, wait_s=wait_s)
+        body = m.AnswerRequest(**media)
+        return await self._call("POST", f"/v1/calls/{_call_id(call_id)}/answer", m.Call, body=body)
+
+    async def hangup(self, call_id: str | None = None) -> m.Call:
+        """Hang up ``call_id`` (or the only/most recent live call); its final document."""
+        if call_id is None:
+            return await self._call("POST", "/v1/calls/hangup", m.Call)
+        return await self._call("POST", f"/v1/calls/{_call_id(call_id)}/hangup", m.Call)
+
+    async def hold(self, call_id: str, on: bool = True) -> m.Call:
+        """Put a call on hold (``on``) or resume it."""
+        body = m.HoldRequest(on=on)
+        return await self._call("POST", f"/v1/calls/{_call_id(call_id)}/hold", m.Call, body=body)
+
+    async def calls(self) -> list[m.Call]:
+        """Live calls, and the ones that ended in the last minute."""
+        return (await self._call("GET", "/v1/calls", m.Calls)).calls
+
+    async def call(self, call_id: str) -> m.Call:
+        """One call's state and statistics."""
+        return await self._call("GET", f"/v1/calls/{_call_id(call_id)}", m.Call)
+
+    async def wait_call(self, call_id: str, timeout_s: float = 30.0) -> m.Call:
+        """Wait until the call ends or ``timeout_s`` passes; its document then."""
+        params = {"timeout_s": timeout_s}
+        path = f"/v1/calls/{_call_id(call_id)}/wait"
+        return await self._call("GET", path, m.Call, params=params, wait_s=timeout_s)
+
     # ------------------------------------------------------------ events
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -188,6 +262,24 @@ class Client:
         async with websockets.connect(url, additional_headers=headers) as socket:
             async for frame in socket:
                 yield json.loads(frame)
+
+
+def _media(
+    play: str | Path | None, record: str | Path | None, seconds: float | None
+) -> dict[str, Any]:
+    media: dict[str, Any] = {"play": _absolute(play), "record": _absolute(record)}
+    media["seconds"] = seconds
+    return {name: value for name, value in media.items() if value is not None}
+
+
+def _absolute(path: str | Path | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def _call_id(call_id: str) -> str:
+    if not re.fullmatch(m.CALL_ID_PATTERN, call_id):
+        raise HoplineError("bad-input", f"not a call id: {call_id!r} (hex digits)")
+    return call_id
 
 
 def _error_of(response: httpx.Response) -> HoplineError:

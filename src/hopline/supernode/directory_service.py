@@ -10,11 +10,15 @@ longer holds alone to the slot's new owners, then keeps only its own slots.
   name and static key of the client's session), then stores it if it owns
   the slot and sends it as a replica to the slot's other owners, which
   verify every device certificate again on import.
+* A client's publish is answered as soon as one owner stored the record;
+  the replicas to the other owners finish in the background, so a crashed
+  owner does not hold up a client coming online (or re-homing).
 * A lookup reaches the client's home supernode, which asks the slot's owners
-  in order (itself first if it is one), one overlay hop each, and stops at
-  the first that has the user online; a crashed owner costs one short
-  timeout, not the lookup, and an owner still waiting for a handover does
-  not hide a record another owner holds.
+  (itself first if it is one), one overlay hop each, hedged: the next owner
+  is asked a quarter second after the previous, and the first that has the
+  user online ends the search; a crashed owner costs a quarter second, not
+  the lookup, and an owner still waiting for a handover does not hide a
+  record another owner holds.
 * A node that leaves gracefully freezes its slots (``leaving``), refuses
   replicas, and its records go to the slots' next owners
   (:mod:`hopline.supernode.handover`, driven by the node).
@@ -54,6 +58,7 @@ from hopline.wire.directory import (
 log = logging.getLogger("hopline.directory")
 _RANK: dict[int, int] = {LookupState.NOT_FOUND: 0, LookupState.OFFLINE: 1, LookupState.ONLINE: 2}
 REPLICATION = 3
+HEDGE_S = 0.25  # a lookup asks the next owner this long after the previous one
 
 
 class DirectoryService(OverlayService):
@@ -123,8 +128,14 @@ class DirectoryService(OverlayService):
                 raise ServiceError(ErrorCode.BAD_REQUEST, f"record refused: {exc}") from None
             accepted, expires = 1, result.expires
         remote = [node for node in owners if node != self.node_id]
-        results = await asyncio.gather(*(self._replicate(n, [record]) for n in remote))
-        accepted += sum(results)
+        replicas = [asyncio.create_task(self._replicate(n, [record])) for n in remote]
+        for done in asyncio.as_completed(replicas):
+            if accepted:  # stored somewhere: the other replicas finish in the background
+                for replica in replicas:
+                    self._tasks.add(replica)
+                    replica.add_done_callback(self._tasks.discard)
+                break
+            accepted += await done
         if accepted == 0:
             raise ServiceError(ErrorCode.UNAVAILABLE, "no owner of this user's slot stored it")
         self.counters["publishes"] += 1
@@ -172,22 +183,43 @@ class DirectoryService(OverlayService):
         an owner that lacked a record another owner had takes a copy.
         """
         owners = self.ownership.owners_of_user(user)
-        best: DirectoryLookupReply | None = None
-        for node in owners:
-            reply = (
-                self._answer(user) if node == self.node_id else await self._ask_owner(node, user)
-            )
-            if reply is None:
-                continue
-            if best is None or _RANK[reply.state] > _RANK[best.state]:
-                best = reply
-            if best.state == LookupState.ONLINE:
-                break
+        best = self._answer(user) if self.node_id in owners else None
+        remote = [node for node in owners if node != self.node_id]
+        if best is None or best.state != LookupState.ONLINE:
+            best = await self._ask_remote_owners(user, remote, best)
         if best is None:
             raise ServiceError(ErrorCode.UNAVAILABLE, "no owner of this user's slot answered")
         if best.record is not None and self.node_id in owners:
             self.store.import_records([best.record], time.time(), self.verifier)  # read repair
         return best
+
+    async def _ask_remote_owners(
+        self, user: str, owners: list[str], best: DirectoryLookupReply | None
+    ) -> DirectoryLookupReply | None:
+        """Ask the owners hedged, each :data:`HEDGE_S` after the one before, so
+        a crashed owner costs a quarter second, not a timeout; the first
+        ONLINE answer ends the search."""
+        asks = [
+            asyncio.ensure_future(self._ask_owner_after(node, user, n * HEDGE_S))
+            for n, node in enumerate(owners)
+        ]
+        try:
+            for done in asyncio.as_completed(asks):
+                reply = await done
+                if reply is not None and (best is None or _RANK[reply.state] > _RANK[best.state]):
+                    best = reply
+                if best is not None and best.state == LookupState.ONLINE:
+                    break
+        finally:
+            for ask in asks:
+                ask.cancel()
+        return best
+
+    async def _ask_owner_after(
+        self, node: str, user: str, delay: float
+    ) -> DirectoryLookupReply | None:
+        await asyncio.sleep(delay)
+        return await self._ask_owner(node, user)
 
     async def _ask_owner(self, node: str, user: str) -> DirectoryLookupReply | None:
         try:

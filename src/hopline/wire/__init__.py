@@ -25,6 +25,7 @@ clients), :mod:`~hopline.wire.directory` (lookups, replicas, search),
 """
 
 from hopline.wire import (  # importing registers the whole table
+    call,
     commands,
     directory,
     hosts,
@@ -94,6 +95,7 @@ __all__ = [
     "UnknownType",
     "WireError",
     "WrongType",
+    "call",
     "commands",
     "directory",
     "hosts",

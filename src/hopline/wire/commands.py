@@ -294,25 +294,8 @@ class PresencePublishReply(Message, command=0x0030, kind=Kind.REPLY, name="prese
     expires: int = param(1, UINT)
 
 
-# ---------------------------------------------------------------- calls
-
-
-class CallInvite(Message, command=0x0060, kind=Kind.REQUEST, name="call.invite"):
-    """Start of a call: who calls whom, with which codecs and keys."""
-
-    call_id: bytes = param(1, BYTES)
-    caller: str = param(2, STRING)
-    callee: str = param(3, STRING)
-    caller_device: bytes = param(4, BYTES)
-    codecs: tuple[int, ...] = param(5, UINTS, doc="payload types, most preferred first")
-    media_key: bytes = param(6, PUBKEY, doc="ephemeral X25519 key for media")
-    candidates: tuple[Endpoint, ...] = param(7, OBJECTS, record=Endpoint, repeated=True)
-    max_bitrate: int = param(8, UINT, default=64000)
-
-
 __all__ = [
     "BootstrapReply",
-    "CallInvite",
     "ChangePassword",
     "DeleteAccount",
     "DeviceRecord",
