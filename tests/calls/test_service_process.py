@@ -281,6 +281,9 @@ async def test_bad_media_and_foreign_signals_are_dropped_and_counted(
     assert incoming.state is CallState.ACTIVE  # none of it touched the call
     alice.calls.hangup(outgoing.call_id)
     await ended(incoming, 10)
+    for _ in range(5):  # media for a call that is over
+        path.send_datagram(b"\x81\x00\x00\x09" + bytes(20))
+    assert await until(lambda: bob.calls.dropped["foreign-media"] >= 5, 5)
 
 
 async def test_calling_someone_offline_or_bad_files_fail_clearly(

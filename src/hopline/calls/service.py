@@ -246,8 +246,17 @@ class CallService:
             return await self._on_message(path, message)
 
         path.handler = handler
+        path.on_datagram = self._stray_media(path)
         while not path.incoming.empty():
             self._on_signal(path, path.incoming.get_nowait())
+
+    def _stray_media(self, path: PeerPath) -> Callable[[bytes], None]:
+        """Datagrams on a path with no call in progress: dropped and counted."""
+
+        def drop(data: bytes) -> None:
+            self.dropped["foreign-media"] += 1
+
+        return drop
 
     async def _on_message(self, path: PeerPath, message: Message) -> Message | None:
         if isinstance(message, CallInvite | CallRinging | CallAccept | CallDecline):
@@ -670,8 +679,8 @@ class CallService:
         live.ended.set()
         if live.stream is not None:
             live.final = live.stream.stats(asyncio.get_running_loop().time()).to_json()
-        if live.path is not None and live.path.on_datagram is not None:
-            live.path.on_datagram = None
+        if live.path is not None:
+            live.path.on_datagram = self._stray_media(live.path)
         current = asyncio.current_task()
         for task in live.tasks:
             if task is not current:
