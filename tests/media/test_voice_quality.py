@@ -10,17 +10,17 @@ starts; the scored part of B's playout is aligned by cross-correlation and
 scored with wideband PESQ against what A sent.
 
 Run with ``-s`` to see the score table. Wideband PESQ measured here (Opus
-at complexity 5, libopus 1.3.1, 10 ms one-way delay unless said):
+at the stream's default complexity 10, libopus 1.3.1, 10 ms one-way delay
+unless said):
 
-* clean path 4.26 (the controller climbs to 64 kbit/s);
-* 10 % random loss 3.61-3.66 over seeds 1-6 (40 kbit/s, two repeated
-  frames, FEC told 1 %); fixed 24 kbit/s with concealment only 1.41, with
-  Opus in-band FEC only 2.15;
-* 80 ms jitter (plus 20 ms delay) 4.14-4.27 over seeds 1-3;
-* 10 % loss in bursts of mean 3: 2.01-3.63 over seeds 1-5 (four copies
-  spread 1, 2, 4, 8 frames back, about 190 ms of jitter buffer); seed 1
-  has a second of 40 % loss in bursts of ten that no copy bridges. Fixed
-  24 kbit/s FEC only: 1.27.
+* clean path 4.43 (the controller starts at 48 and climbs to 64 kbit/s);
+* 10 % random loss 4.01 and 4.09 for seeds 3 and 5 (40 kbit/s, two
+  repeated frames, FEC told 1 %); fixed 24 kbit/s with concealment only
+  1.52, with Opus in-band FEC only 2.41;
+* 80 ms jitter (plus 20 ms delay) 4.42;
+* 10 % loss in bursts of mean 3 (seed 3): 3.54 (four copies spread 1, 2, 4,
+  8 frames back, about 190 ms of jitter buffer); fixed 24 kbit/s FEC only
+  1.30. At complexity 5 these were 0.3-0.5 lower.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def score_call(
 def score_table() -> Iterator[None]:
     yield
     if SCORES:
-        print("\n\nPESQ-WB, espeak-ng speech, real Opus (complexity 5):")
+        print(f"\n\nPESQ-WB, espeak-ng speech, real Opus (complexity {VoiceConfig().complexity}):")
         for name, (score, detail) in SCORES.items():
             print(f"  {name:28s} {score:.2f}  {detail}")
 

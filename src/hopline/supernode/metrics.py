@@ -19,7 +19,10 @@ now), ``relay_granted_total`` (allocations granted), ``relay_packets_total`` and
 ``relay_datagram_bytes_total`` by direction (``in``: from peers to owners,
 ``out``: from owners to peers). The STUN service (:mod:`hopline.nat.service`)
 adds ``stun_bindings_total`` (Binding success responses sent); its drops are
-the ``stun:*`` reasons.
+the ``stun:*`` reasons. The offline store
+(:mod:`hopline.supernode.offline_service`) adds ``offline_messages`` (sealed
+envelopes held now) and ``offline_bytes`` (their ciphertext bytes); its
+refusals are the ``offline:*`` reasons.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class Snapshot:
     relay_allocations: int = 0
     relay_counters: dict[str, int] = field(default_factory=dict)
     stun_answered: int = 0
+    offline_messages: int = 0
+    offline_bytes: int = 0
 
 
 class SnapshotCollector(Collector):
@@ -81,6 +86,12 @@ class SnapshotCollector(Collector):
         yield from _relay_metrics(snap)
         yield CounterMetricFamily(
             PREFIX + "stun_bindings", "STUN Binding requests answered", snap.stun_answered
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "offline_messages", "offline envelopes held", snap.offline_messages
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "offline_bytes", "ciphertext bytes of offline envelopes", snap.offline_bytes
         )
         dropped = CounterMetricFamily(PREFIX + "dropped", "inputs refused", labels=["reason"])
         for reason, count in sorted(snap.dropped.items()):

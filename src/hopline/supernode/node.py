@@ -7,6 +7,7 @@ A supernode keeps its identity in its data dir:
 | ``supernode.key`` | X25519 static + Ed25519 signing keys (PEM, 0600) |
 | ``certificate`` | the supernode certificate from the login server (0600) |
 | ``node.json`` | node id, pinned login server address and key |
+| ``offline.sqlite3`` | sealed offline envelopes of the users whose slots it owns |
 
 On first start it needs a one-time enrollment token (``hopline loginserver
 enroll``); later starts reuse the stored certificate and renew it at once,
@@ -54,6 +55,7 @@ from hopline.supernode.handover import (
 )
 from hopline.supernode.hosts import HostsService
 from hopline.supernode.metrics import Snapshot, SnapshotCollector, serve_metrics
+from hopline.supernode.offline_service import OfflineService
 from hopline.supernode.overlay import OverlayNode
 from hopline.supernode.relay_service import RelayService
 from hopline.supernode.search_service import SearchService
@@ -123,6 +125,7 @@ class Supernode:
     metrics_server: WSGIServer | None = None
     relay: RelayService | None = None
     stun: StunService | None = None
+    offline: OfflineService | None = None
 
     @classmethod
     async def start(
@@ -180,16 +183,18 @@ class Supernode:
         overlay = OverlayNode(endpoint, cert.node_id, advertised)
         directory = DirectoryService(endpoint, overlay, verifier, replication)
         search = SearchService(endpoint, overlay, replication)
+        offline = OfflineService(endpoint, overlay, lambda: directory.ownership, data_dir)
 
         def on_change() -> None:
             directory.refresh()
             search.refresh()
+            offline.refresh()
 
         overlay.on_change = on_change
         overlays.append(overlay)
         relay_host = str(public_address.host) if public_address is not None else None
         relay = RelayService(endpoint, address[0], relay_host)  # after the overlay's handler
-        services += [directory, search, HostsService(overlay), relay]
+        services += [directory, search, offline, HostsService(overlay), relay]
         stun = await StunService.start(  # after the relay: chains to its datagram handler
             endpoint, advertised, stun_alt_port, partners=lambda: _stun_partners(overlay)
         )
@@ -208,11 +213,13 @@ class Supernode:
             handover_timeout=handover_timeout,
             relay=relay,
             stun=stun,
+            offline=offline,
         )
         node.save_identity()
         if metrics is not None:
             node.metrics, node.metrics_server = serve_metrics(*metrics.as_tuple())
         overlay.join(join or [])
+        offline.start()
         node.housekeeping = asyncio.get_running_loop().create_task(node._housekeeping())
         return node
 
@@ -244,6 +251,10 @@ class Supernode:
             roles[Role(cert.role).name.lower() if cert is not None else "anonymous"] += 1
         refused = Counter({f"directory:{k}": v for k, v in self.directory.store.refused.items()})
         dropped = Counter(self.endpoint.dropped) + Counter(self.overlay.dropped) + refused
+        if self.offline is not None:
+            dropped += Counter(
+                {f"offline:{k}": v for k, v in self.offline.db.store.refused.items()}
+            )
         relay = self.relay.table if self.relay is not None else None
         dropped += self.relay.drop_counts() if self.relay is not None else Counter()
         dropped += self.stun.drop_counts() if self.stun is not None else Counter()
@@ -258,6 +269,8 @@ class Supernode:
             relay_allocations=len(relay) if relay is not None else 0,
             relay_counters=dict(relay.counters) if relay is not None else {},
             stun_answered=self.stun.answered if self.stun is not None else 0,
+            offline_messages=self.offline.db.store.total_messages if self.offline else 0,
+            offline_bytes=self.offline.db.store.total_bytes if self.offline else 0,
         )
 
     async def _renew_if_due(self) -> None:
@@ -304,6 +317,8 @@ class Supernode:
         if self.stun is not None:
             self.stun.close()
         self.endpoint.close()
+        if self.offline is not None:
+            self.offline.close()  # after the endpoint: no request reaches a closed file
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
         await asyncio.sleep(0)
@@ -315,6 +330,8 @@ class Supernode:
         to how many nodes) and returned.
         """
         self.directory.leaving = self.search.leaving = True  # freeze our slots as they are
+        if self.offline is not None:
+            self.offline.leaving = True  # the remaining owners hand its slots on
         notice = self.overlay.leave()
         remaining = [m.node_id for m in self.overlay.members() if m.node_id != self.node_id]
         targets = leave_targets(self.directory.ownership, remaining, self.node_id)
