@@ -113,6 +113,7 @@ log = logging.getLogger("hopline.calls")
 FRAME_S = 0.02
 MAX_CATCH_UP = 5  # frames processed at once after a late tick; older ones are skipped
 CODEC_NAME = "opus/48000/1"
+CALL_SIGNALS = (CallInvite, CallRinging, CallAccept, CallDecline, CallCancel, CallHangup, CallHold)
 SILENCE = np.zeros(960, dtype=np.int16)
 STATE_NAMES = {
     CallState.IDLE: "calling",
@@ -216,9 +217,15 @@ class CallService:
 
     # ------------------------------------------------------------ life
 
-    def start(self) -> None:
-        """Serve paths other users open to us (call after ``paths.start()``)."""
-        self._spawn(self._accept_paths())
+    def start(self, *, accept_paths: bool = True) -> None:
+        """Serve paths other users open to us (call after ``paths.start()``).
+
+        Where several services share the path manager, pass
+        ``accept_paths=False`` and have :meth:`attach` called for every new
+        path (``PathManager.path_listeners``).
+        """
+        if accept_paths:
+            self._spawn(self._accept_paths())
 
     async def close(self, reason: str = "service stopped") -> None:
         """End every call (hanging up on the peer) and stop."""
@@ -234,16 +241,23 @@ class CallService:
 
     async def _accept_paths(self) -> None:
         while True:
-            self._attach(await self.paths.accept())
+            self.attach(await self.paths.accept())
 
-    def _attach(self, path: PeerPath) -> None:
-        """Take call signals on ``path`` (and the notices that came before us)."""
+    def attach(self, path: PeerPath) -> None:
+        """Take call signals on ``path`` (and the notices that came before us);
+        other messages go to the handler the path had before."""
         if path in self._attached:
             return
         self._attached.add(path)
+        previous = path.handler
 
         async def handler(message: Message) -> Message | None:
-            return await self._on_message(path, message)
+            if isinstance(message, CALL_SIGNALS):
+                self._on_signal(path, message)
+                return None
+            if previous is not None:
+                return await previous(message)
+            return await path.default_handle(message)
 
         path.handler = handler
         path.on_datagram = self._stray_media(path)
@@ -257,15 +271,6 @@ class CallService:
             self.dropped["foreign-media"] += 1
 
         return drop
-
-    async def _on_message(self, path: PeerPath, message: Message) -> Message | None:
-        if isinstance(message, CallInvite | CallRinging | CallAccept | CallDecline):
-            self._on_signal(path, message)
-            return None
-        if isinstance(message, CallCancel | CallHangup | CallHold):
-            self._on_signal(path, message)
-            return None
-        return await path.default_handle(message)
 
     # ------------------------------------------------------------ placing
 
@@ -311,7 +316,7 @@ class CallService:
             return
         if live.state is CallState.ENDED:
             return
-        self._attach(path)
+        self.attach(path)
         live.legs[device.device_id.hex()] = path
         invite = CallInvite(
             call_id=live.call_id,

@@ -118,7 +118,7 @@ class ClientSession:
         self.dropped: Counter[str] = Counter()  # malformed replies, by reason
         self.rehomes = 0
         self._check_home = asyncio.Event()
-        self._sequence = itertools.count(int(time.time() * 1000))
+        self._last_sequence = 0
         self._nonce = itertools.count(1)
 
     @property
@@ -232,8 +232,15 @@ class ClientSession:
             mood=self.mood,
             last_seen=now,
             expires=now if hidden else now + self.config.presence_ttl_s,
-            sequence=next(self._sequence),
+            sequence=self._next_sequence(),
         )
+
+    def _next_sequence(self) -> int:
+        """Milliseconds of the clock, kept increasing: the directory orders the
+        records of all of a user's devices by it, so it must not be a count of
+        this session's own publishes."""
+        self._last_sequence = max(self._last_sequence + 1, int(time.time() * 1000))
+        return self._last_sequence
 
     async def publish(self) -> None:
         """Publish (or refresh) this device's presence."""

@@ -204,6 +204,9 @@ class PathManager:
         self._started = False
         self._allocating = asyncio.Lock()
         self.nat: NatReport | None = None  # set from NAT discovery when it has run
+        self.path_listeners: list[Callable[[PeerPath], None]] = []
+        """Called with every new path, ours or a peer's, before it is used: the
+        services that share paths (calls, messages, files) attach here."""
 
     # ------------------------------------------------------------ public API
 
@@ -1044,6 +1047,8 @@ class PathManager:
         if path not in self.paths:
             self.paths.append(path)
             self._spawn(self._watch(path))
+            for listener in self.path_listeners:
+                listener(path)
 
     async def _watch(self, path: PeerPath) -> None:
         """Ping the peer; on loss, establish again (caller) or wait for the peer (callee)."""
