@@ -123,6 +123,7 @@ class _DelayEstimator:
         self.window_s = window_s
         self._samples: deque[tuple[float, float]] = deque(maxlen=1024)
         self._last: tuple[float, int] | None = None
+        self._summary: tuple[float, float] | None = None  # (min transit, variation)
         self.jitter_s = 0.0
 
     def add(self, arrival: float, ext_ts: int) -> None:
@@ -135,17 +136,25 @@ class _DelayEstimator:
         self._samples.append((arrival, transit))
         while self._samples and self._samples[0][0] < arrival - self.window_s:
             self._samples.popleft()
+        self._summary = None
+
+    def _summarise(self) -> tuple[float, float] | None:
+        """Minimum transit and the variation percentile, sorted once per new sample
+        (the buffer asks for them several times per packet and per slot)."""
+        if self._summary is None and self._samples:
+            transits = sorted(t for _, t in self._samples)
+            index = min(len(transits) - 1, int(_PERCENTILE * len(transits)))
+            self._summary = (transits[0], transits[index] - transits[0])
+        return self._summary
 
     def min_transit(self) -> float | None:
-        return min((t for _, t in self._samples), default=None)
+        summary = self._summarise()
+        return None if summary is None else summary[0]
 
     def variation_s(self) -> float:
         """The high percentile of transit above the window's minimum."""
-        if not self._samples:
-            return 0.0
-        transits = sorted(t for _, t in self._samples)
-        index = min(len(transits) - 1, int(_PERCENTILE * len(transits)))
-        return transits[index] - transits[0]
+        summary = self._summarise()
+        return 0.0 if summary is None else summary[1]
 
 
 class JitterBuffer:
