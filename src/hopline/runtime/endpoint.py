@@ -393,10 +393,12 @@ class Endpoint:
             return
         if isinstance(message, Forward) and self.forwarding and self._forward(pc, message):
             return
-        if self.handler is None:
+        handler = self.handler
+        if handler is None:
             self.queue(pc.incoming, message, "incoming-overflow")
             return
-        task = asyncio.get_running_loop().create_task(self._handle(pc, message))
+        # the handler of this moment: another may be installed (or none) before it runs
+        task = asyncio.get_running_loop().create_task(self._handle(handler, pc, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -433,10 +435,9 @@ class Endpoint:
         except asyncio.QueueFull:
             self.dropped[reason] += 1
 
-    async def _handle(self, pc: PeerConnection, message: Message) -> None:
-        assert self.handler is not None
+    async def _handle(self, handler: Handler, pc: PeerConnection, message: Message) -> None:
         try:
-            reply = await self.handler(pc, message)
+            reply = await handler(pc, message)
         except ServiceError as exc:
             reply = ErrorReply(code=exc.code, reason=exc.reason, retry_after_ms=exc.retry_after_ms)
         except Exception:  # a handler bug must not take the node down: logged, counted, 500
