@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +23,9 @@ import pytest
 from hopline.calls.service import CallConfig, CallService
 from hopline.calls.state import CallState, EndReason
 from hopline.client.session import ClientSession
-from hopline.demo.cluster import Cluster, Proc
 from hopline.media.audio import ToneSource, load_voice, write_wav
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import logged_in, start_network
+from hopline.testing.network import LoopbackNet, logged_in, loopback_net
 from hopline.wire import Address
 
 RELAY_ONLY = PathConfig(direct=False)
@@ -36,26 +34,17 @@ FRAME = 960
 MAX_GAP_S = 2.0
 
 
-@dataclass
-class Net:
-    """A login server and three supernodes of this test's own."""
-
-    ls: Proc
-    nodes: list[Proc]
-    workdir: Path
-
-
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[Net]:
-    with Cluster(tmp_path / "logs") as running:
-        ls, nodes = start_network(running, tmp_path, supernodes=3)
-        yield Net(ls, nodes, tmp_path)
+def net(tmp_path: Path) -> Iterator[LoopbackNet]:
+    """A network of its own: a supernode of it gets killed."""
+    with loopback_net(tmp_path, supernodes=3) as running:
+        yield running
 
 
 Side = tuple[ClientSession, PathManager, CallService, asyncio.Task[None]]
 
 
-async def side(net: Net, name: str, bind: str) -> Side:
+async def side(net: LoopbackNet, name: str, bind: str) -> Side:
     profile = await logged_in(net.workdir, net.ls, name, bind=bind)
     session = ClientSession(profile)
     await session.connect()
@@ -79,7 +68,7 @@ def longest_quiet_run_s(recording: npt.NDArray[np.int16]) -> float:
     return longest * FRAME / 48000
 
 
-async def test_a_relayed_call_survives_its_supernode_dying(net: Net) -> None:
+async def test_a_relayed_call_survives_its_supernode_dying(net: LoopbackNet) -> None:
     workdir, nodes = net.workdir, net.nodes
     tone = workdir / "tone.wav"
     source = ToneSource(frequency=440, seconds=16.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,17 @@ from hopline.calls.state import CallState, CallTimeouts, EndReason
 from hopline.client import account
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession, SessionConfig
-from hopline.demo.cluster import Cluster, Proc
 from hopline.media.audio import AudioFileError, load_voice, write_wav
 from hopline.media.score import pesq_wb
 from hopline.path.checks import CheckConfig
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import PASSWORD, logged_in, start_network
+from hopline.testing.network import (
+    PASSWORD,
+    LoopbackNet,
+    logged_in,
+    loopback_net,
+    until,
+)
 from hopline.testing.speech import make_speech
 from hopline.wire.call import CallHangup, CallHold
 
@@ -45,22 +50,10 @@ NAMES = itertools.count(1)
 SOURCES = itertools.count(1)
 
 
-@dataclass
-class Net:
-    """A login server and supernodes, and a directory for profiles."""
-
-    cluster: Cluster
-    ls: Proc
-    nodes: list[Proc]
-    workdir: Path
-
-
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    workdir = tmp_path_factory.mktemp("calls")
-    with Cluster(workdir / "logs") as cluster:
-        ls, nodes = start_network(cluster, workdir, supernodes=2)
-        yield Net(cluster, ls, nodes, workdir)
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackNet]:
+    with loopback_net(tmp_path_factory.mktemp("calls"), supernodes=2) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +89,12 @@ async def device(profile: Profile) -> Device:
     return Device(session, paths, calls, keeper)
 
 
-async def new_user(net: Net, name: str) -> Device:
+async def new_user(net: LoopbackNet, name: str) -> Device:
     bind = f"127.0.0.{10 + next(SOURCES)}"  # the login server throttles per source address
     return await device(await logged_in(net.workdir, net.ls, name, bind=bind))
 
 
-async def second_device(net: Net, name: str) -> Device:
+async def second_device(net: LoopbackNet, name: str) -> Device:
     """``name`` logged in again, on a profile of its own (another device)."""
     profile = Profile.open(net.workdir / f"{name}-2")
     first = Profile.open(net.workdir / name)
@@ -119,21 +112,12 @@ async def stop(*devices: Device) -> None:
 
 
 @pytest.fixture
-async def pair(net: Net) -> AsyncIterator[tuple[Device, Device]]:
+async def pair(net: LoopbackNet) -> AsyncIterator[tuple[Device, Device]]:
     n = next(NAMES)
     alice = await new_user(net, f"alice{n}")
     bob = await new_user(net, f"bob{n}")
     yield alice, bob
     await stop(alice, bob)
-
-
-async def until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 async def ended(live: LiveCall, timeout: float = 20.0) -> LiveCall:
@@ -202,7 +186,7 @@ async def test_nobody_answering_times_out_on_both_sides(pair: tuple[Device, Devi
     assert incoming.call.end_reason in (EndReason.TIMEOUT, EndReason.CANCELLED)
 
 
-async def test_a_second_caller_hears_busy(net: Net, pair: tuple[Device, Device]) -> None:
+async def test_a_second_caller_hears_busy(net: LoopbackNet, pair: tuple[Device, Device]) -> None:
     alice, bob = pair
     carol = await new_user(net, f"carol{next(NAMES)}")
     try:
@@ -218,7 +202,7 @@ async def test_a_second_caller_hears_busy(net: Net, pair: tuple[Device, Device])
         await stop(carol)
 
 
-async def test_every_device_rings_and_the_first_answer_wins(net: Net) -> None:
+async def test_every_device_rings_and_the_first_answer_wins(net: LoopbackNet) -> None:
     n = next(NAMES)
     alice = await new_user(net, f"alice{n}")
     bob_phone = await new_user(net, f"bob{n}")

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,11 @@ import pytest
 
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession, SessionConfig
-from hopline.demo.cluster import Cluster, Proc
 from hopline.files.service import FileConfig, FileService, FileServiceError, NoSuchTransfer
 from hopline.files.storage import hash_file
 from hopline.path.checks import CheckConfig
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import logged_in, start_network
+from hopline.testing.network import LoopbackNet, logged_in, loopback_net, until
 from hopline.wire.files import FileChunk, FileOffer
 
 MB = 1024 * 1024
@@ -52,22 +51,10 @@ NAMES = itertools.count(1)
 SOURCES = itertools.count(1)
 
 
-@dataclass
-class Net:
-    """A login server and supernodes, and a directory for profiles."""
-
-    cluster: Cluster
-    ls: Proc
-    nodes: list[Proc]
-    workdir: Path
-
-
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    workdir = tmp_path_factory.mktemp("files")
-    with Cluster(workdir / "logs") as cluster:
-        ls, nodes = start_network(cluster, workdir, supernodes=2)
-        yield Net(cluster, ls, nodes, workdir)
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackNet]:
+    with loopback_net(tmp_path_factory.mktemp("files"), supernodes=2) as running:
+        yield running
 
 
 @dataclass
@@ -86,7 +73,7 @@ class Device:
         return self.session.user
 
 
-async def new_user(net: Net, name: str, paths_config: PathConfig = FAST_PATHS) -> Device:
+async def new_user(net: LoopbackNet, name: str, paths_config: PathConfig = FAST_PATHS) -> Device:
     bind = f"127.0.0.{10 + next(SOURCES)}"  # the login server throttles per source address
     profile: Profile = await logged_in(net.workdir, net.ls, name, bind=bind)
     session = ClientSession(profile, FAST_SESSION)
@@ -110,7 +97,7 @@ async def stop(*devices: Device) -> None:
         await one.session.close()
 
 
-async def make_pair(net: Net, paths_config: PathConfig) -> tuple[Device, Device]:
+async def make_pair(net: LoopbackNet, paths_config: PathConfig) -> tuple[Device, Device]:
     n = next(NAMES)
     return (
         await new_user(net, f"alice{n}", paths_config),
@@ -119,14 +106,14 @@ async def make_pair(net: Net, paths_config: PathConfig) -> tuple[Device, Device]
 
 
 @pytest.fixture
-async def pair(net: Net) -> AsyncIterator[tuple[Device, Device]]:
+async def pair(net: LoopbackNet) -> AsyncIterator[tuple[Device, Device]]:
     alice, bob = await make_pair(net, FAST_PATHS)
     yield alice, bob
     await stop(alice, bob)
 
 
 @pytest.fixture
-async def relayed_pair(net: Net) -> AsyncIterator[tuple[Device, Device]]:
+async def relayed_pair(net: LoopbackNet) -> AsyncIterator[tuple[Device, Device]]:
     alice, bob = await make_pair(net, RELAYED_PATHS)
     yield alice, bob
     await stop(alice, bob)
@@ -144,15 +131,6 @@ def random_file(directory: Path, size: int, name: str = "holiday video.mp4") -> 
 
 def sha256_of(path: Path) -> str:
     return hash_file(path)[1].hex()
-
-
-async def until(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
 
 
 async def offered(device: Device, timeout: float = 10.0) -> dict[str, Any]:

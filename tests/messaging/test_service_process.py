@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ import pytest
 from hopline.client import account
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession, SessionConfig
-from hopline.demo.cluster import Cluster, Proc
 from hopline.messaging.envelope import MessageKind, MessageRecord, new_message_id, seal_envelope
 from hopline.messaging.groups import GroupOp, new_group_id
 from hopline.messaging.history import History
@@ -36,7 +35,13 @@ from hopline.messaging.service import (
 )
 from hopline.path.checks import CheckConfig
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import PASSWORD, logged_in, start_network
+from hopline.testing.network import (
+    PASSWORD,
+    LoopbackNet,
+    logged_in,
+    loopback_net,
+    until,
+)
 from hopline.wire import Address
 from hopline.wire.messaging import MsgAck, MsgDeliver, SealedItem
 
@@ -53,22 +58,10 @@ OFFLINE_COUNT = 200  # four pages of offline.fetch
 SOURCES = itertools.count(1)
 
 
-@dataclass
-class Net:
-    """A login server and supernodes, and a directory for profiles."""
-
-    cluster: Cluster
-    ls: Proc
-    nodes: list[Proc]
-    workdir: Path
-
-
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
-    workdir = tmp_path_factory.mktemp("messaging")
-    with Cluster(workdir / "logs") as cluster:
-        ls, nodes = start_network(cluster, workdir, supernodes=2)
-        yield Net(cluster, ls, nodes, workdir)
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackNet]:
+    with loopback_net(tmp_path_factory.mktemp("messaging"), supernodes=2) as running:
+        yield running
 
 
 @dataclass
@@ -106,12 +99,12 @@ async def device(profile: Profile, *, start: bool = True) -> Device:
     return one
 
 
-async def new_user(net: Net, name: str) -> Device:
+async def new_user(net: LoopbackNet, name: str) -> Device:
     bind = f"127.0.0.{10 + next(SOURCES)}"  # the login server throttles per source address
     return await device(await logged_in(net.workdir, net.ls, name, bind=bind))
 
 
-async def second_device(net: Net, name: str, suffix: str = "2") -> Device:
+async def second_device(net: LoopbackNet, name: str, suffix: str = "2") -> Device:
     """``name`` logged in again, on a profile of its own (another device)."""
     profile = Profile.open(net.workdir / f"{name}-{suffix}")
     first = Profile.open(net.workdir / name)
@@ -133,15 +126,6 @@ async def stop(*devices: Device) -> None:
         one.chat._history.close()
 
 
-async def until(check: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
 def history_texts(one: Device, peer: str) -> list[str]:
     """What ``one`` shows for ``peer`` (a user or a group id), read from its SQLite history."""
     cid = one.chat._conversation(peer)
@@ -155,7 +139,7 @@ def group_of(one: Device, gid: str) -> tuple[str, frozenset[str]]:
 
 
 @pytest.fixture
-async def trio(net: Net) -> AsyncIterator[tuple[Device, Device, Device]]:
+async def trio(net: LoopbackNet) -> AsyncIterator[tuple[Device, Device, Device]]:
     n = next(NAMES)
     alice = await new_user(net, f"alice{n}")
     bob = await new_user(net, f"bob{n}")
@@ -249,7 +233,7 @@ async def test_chat_round_trip_with_delivered_and_read_receipts(
 
 
 async def test_every_device_of_both_users_shows_the_same_history(
-    net: Net, trio: tuple[Device, Device, Device]
+    net: LoopbackNet, trio: tuple[Device, Device, Device]
 ) -> None:
     alice, bob, _carol = trio
     bob2 = await second_device(net, bob.user)
@@ -356,7 +340,7 @@ async def test_malformed_and_forged_deliveries_are_refused_and_counted(
 
 
 async def test_messages_to_an_offline_user_arrive_at_login_exactly_once(
-    net: Net, trio: tuple[Device, Device, Device]
+    net: LoopbackNet, trio: tuple[Device, Device, Device]
 ) -> None:
     alice, _bob, _carol = trio
     dave = await new_user(net, f"dave{next(NAMES)}")
@@ -382,7 +366,7 @@ async def test_messages_to_an_offline_user_arrive_at_login_exactly_once(
 
 
 async def test_both_devices_of_an_offline_user_get_every_message_once(
-    net: Net, trio: tuple[Device, Device, Device]
+    net: LoopbackNet, trio: tuple[Device, Device, Device]
 ) -> None:
     alice, _bob, _carol = trio
     erin = await new_user(net, f"erin{next(NAMES)}")
@@ -433,9 +417,8 @@ async def test_a_message_survives_the_loss_of_the_senders_home_supernode(
     tmp_path: Path,
 ) -> None:
     """The home dies under a send: the message waits in the outbox, then goes out."""
-    with Cluster(tmp_path / "logs") as cluster:
-        ls, nodes = start_network(cluster, tmp_path, supernodes=3)
-        net = Net(cluster, ls, nodes, tmp_path)
+    with loopback_net(tmp_path, supernodes=3) as net:
+        nodes = net.nodes
         alice = await new_user(net, "alice-storm")
         fred = await new_user(net, "fred-storm")
         await stop(fred)

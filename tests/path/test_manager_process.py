@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +25,12 @@ import pytest
 from hopline.client.race import RaceConfig, Transport
 from hopline.client.session import ClientSession, SessionConfig
 from hopline.connection import Expectation
-from hopline.demo.cluster import Cluster, Proc
 from hopline.identity import Role
 from hopline.path.checks import CheckConfig
 from hopline.path.hosts import interface_addresses
 from hopline.path.manager import PathConfig, PathManager
 from hopline.path.peer import PeerPath
-from hopline.testing.network import logged_in, start_network
+from hopline.testing.network import LoopbackNet, logged_in, loopback_net, until
 from hopline.wire import Address, encode
 from hopline.wire.commands import Echo, EchoReply, Forward, Ping, Pong
 from hopline.wire.path import PathAnswer, PathOffer
@@ -49,23 +48,11 @@ NAMES = itertools.count(1)
 SOURCES = itertools.count(1)
 
 
-@dataclass
-class Net:
-    """The processes of one network and a place for profiles."""
-
-    cluster: Cluster
-    ls: Proc
-    nodes: list[Proc]
-    workdir: Path
-
-
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackNet]:
     """A login server and two supernodes, shared by the tests of this module."""
-    workdir = tmp_path_factory.mktemp("paths")
-    with Cluster(workdir / "logs") as cluster:
-        ls, nodes = start_network(cluster, workdir, supernodes=2)
-        yield Net(cluster, ls, nodes, workdir)
+    with loopback_net(tmp_path_factory.mktemp("paths"), supernodes=2) as running:
+        yield running
 
 
 @dataclass
@@ -77,7 +64,7 @@ class Side:
     keeper: asyncio.Task[None]
 
 
-async def side(net: Net, name: str, session: SessionConfig, paths: PathConfig) -> Side:
+async def side(net: LoopbackNet, name: str, session: SessionConfig, paths: PathConfig) -> Side:
     """Log ``name`` in, find a home, and start a path manager."""
     bind = f"127.0.0.{10 + next(SOURCES)}"  # the login server throttles per source address
     profile = await logged_in(net.workdir, net.ls, name, bind=bind)
@@ -97,7 +84,7 @@ async def stop(*sides: Side) -> None:
 
 
 @pytest.fixture
-async def pair(net: Net) -> AsyncIterator[tuple[str, str]]:
+async def pair(net: LoopbackNet) -> AsyncIterator[tuple[str, str]]:
     """Fresh usernames for one test."""
     n = next(NAMES)
     yield f"caller{n}", f"callee{n}"
@@ -123,7 +110,7 @@ async def both_ways(a: PeerPath, b: PeerPath) -> None:
     assert (await a.recv_datagram(5)).startswith(b"b->a")
 
 
-async def test_direct_path_both_ways(net: Net, pair: tuple[str, str]) -> None:
+async def test_direct_path_both_ways(net: LoopbackNet, pair: tuple[str, str]) -> None:
     caller = await side(net, pair[0], FAST_SESSION, FAST)
     callee = await side(net, pair[1], FAST_SESSION, FAST)
     try:
@@ -142,7 +129,7 @@ async def test_direct_path_both_ways(net: Net, pair: tuple[str, str]) -> None:
         await stop(caller, callee)
 
 
-async def test_forced_relay_both_ways(net: Net, pair: tuple[str, str]) -> None:
+async def test_forced_relay_both_ways(net: LoopbackNet, pair: tuple[str, str]) -> None:
     relayed = PathConfig(
         direct=False, checks=FAST_CHECKS, keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=5.0
     )
@@ -157,7 +144,7 @@ async def test_forced_relay_both_ways(net: Net, pair: tuple[str, str]) -> None:
         await stop(caller, callee)
 
 
-async def test_udp_blocked_client_gets_a_tcp_relay(net: Net, pair: tuple[str, str]) -> None:
+async def test_udp_blocked_client_gets_a_tcp_relay(net: LoopbackNet, pair: tuple[str, str]) -> None:
     blocked = PathConfig(
         udp=False, checks=FAST_CHECKS, keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=5.0
     )
@@ -210,17 +197,7 @@ def udp_port(one: Side) -> int:
     return local[1]
 
 
-async def until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll ``predicate`` (functional waits, not timing assertions)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-async def test_relay_is_upgraded_to_direct(net: Net, pair: tuple[str, str]) -> None:
+async def test_relay_is_upgraded_to_direct(net: LoopbackNet, pair: tuple[str, str]) -> None:
     needs_nft()
     slow = PathConfig(
         checks=CheckConfig(direct_wait_s=0.5, timeout_s=30.0, background_s=0.5),
@@ -246,7 +223,7 @@ async def test_relay_is_upgraded_to_direct(net: Net, pair: tuple[str, str]) -> N
 
 
 async def test_path_is_reestablished_after_the_peer_drops_it(
-    net: Net, pair: tuple[str, str]
+    net: LoopbackNet, pair: tuple[str, str]
 ) -> None:
     caller = await side(net, pair[0], FAST_SESSION, FAST)
     callee = await side(net, pair[1], FAST_SESSION, FAST)
@@ -266,14 +243,13 @@ async def test_path_is_reestablished_after_the_peer_drops_it(
 
 
 @pytest.fixture
-def own_net(tmp_path: Path) -> Iterator[Net]:
+def own_net(tmp_path: Path) -> Iterator[LoopbackNet]:
     """A network of its own (a supernode of it gets killed)."""
-    with Cluster(tmp_path / "logs") as cluster:
-        ls, nodes = start_network(cluster, tmp_path, supernodes=2)
-        yield Net(cluster, ls, nodes, tmp_path)
+    with loopback_net(tmp_path) as running:
+        yield running
 
 
-async def test_relayed_path_survives_its_supernode_dying(own_net: Net) -> None:
+async def test_relayed_path_survives_its_supernode_dying(own_net: LoopbackNet) -> None:
     relayed = PathConfig(
         direct=False, checks=FAST_CHECKS, keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=5.0
     )
@@ -296,7 +272,9 @@ async def test_relayed_path_survives_its_supernode_dying(own_net: Net) -> None:
         await stop(caller, callee)
 
 
-async def test_forged_and_unsolicited_signals_are_dropped(net: Net, pair: tuple[str, str]) -> None:
+async def test_forged_and_unsolicited_signals_are_dropped(
+    net: LoopbackNet, pair: tuple[str, str]
+) -> None:
     caller = await side(net, pair[0], FAST_SESSION, FAST)
     callee = await side(net, pair[1], FAST_SESSION, FAST)
     try:
@@ -328,7 +306,7 @@ async def test_forged_and_unsolicited_signals_are_dropped(net: Net, pair: tuple[
 
 
 async def test_path_is_reestablished_after_the_peer_changes_address(
-    net: Net, pair: tuple[str, str]
+    net: LoopbackNet, pair: tuple[str, str]
 ) -> None:
     caller = await side(net, pair[0], FAST_SESSION, FAST)
     callee = await side(net, pair[1], FAST_SESSION, FAST)

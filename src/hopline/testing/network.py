@@ -4,13 +4,20 @@
 one-time tokens, joined into one overlay, with metrics endpoints) in a
 :class:`~hopline.demo.cluster.Cluster`, and waits until every supernode sees
 all of them. :func:`logged_in` registers and logs in a user profile.
+:func:`loopback_net` wraps both in one context (a :class:`LoopbackNet`), the
+fixture of the process tests of paths, calls, messages and files, and
+:func:`until` polls a condition for them (a functional wait, not a timing
+assertion).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hopline.client import account
@@ -22,6 +29,34 @@ from hopline.wire.commands import DeviceRecord, PresenceRecord
 from hopline.wire.commands import Endpoint as EndpointRecord
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 -- test accounts only
+
+
+@dataclass
+class LoopbackNet:
+    """A running login server and supernodes, and the directory for profiles."""
+
+    cluster: Cluster
+    ls: Proc
+    nodes: list[Proc]
+    workdir: Path
+
+
+@contextmanager
+def loopback_net(workdir: Path, supernodes: int = 2) -> Iterator[LoopbackNet]:
+    """Start a network in ``workdir`` (logs in ``workdir/logs``); stopped on exit."""
+    with Cluster(workdir / "logs") as cluster:
+        ls, nodes = start_network(cluster, workdir, supernodes=supernodes)
+        yield LoopbackNet(cluster, ls, nodes, workdir)
+
+
+async def until(check: Callable[[], bool], timeout: float = 15.0, every: float = 0.05) -> bool:
+    """Poll ``check`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True
 
 
 def start_network(
