@@ -47,7 +47,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hopline import __version__
 from hopline.api import models as m
-from hopline.daemon.node import ClientDaemon, DaemonError
+from hopline.daemon.errors import DaemonError
+from hopline.daemon.node import ClientDaemon
 
 WS_UNAUTHORIZED = 4401  # application close code: bad or missing token
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -206,10 +207,10 @@ async def set_profile(body: m.ProfileUpdate, daemon: Daemon) -> m.PublicProfile:
     return m.PublicProfile(**await daemon.set_profile(fields))
 
 
-@router.put("/v1/presence", response_model=m.Presence, tags=["me"])
-async def set_presence(body: m.PresenceUpdate, daemon: Daemon) -> m.Presence:
+@router.put("/v1/presence", response_model=m.PresenceSet, tags=["me"])
+async def set_presence(body: m.PresenceUpdate, daemon: Daemon) -> m.PresenceSet:
     """Set status and mood; published at once."""
-    return m.Presence(**await daemon.set_presence(body.status, body.mood))
+    return m.PresenceSet(**await daemon.set_presence(body.status, body.mood))
 
 
 # ---------------------------------------------------------------- calls

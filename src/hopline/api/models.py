@@ -118,6 +118,14 @@ class Presence(Model):
     mood: str | None = None
 
 
+class PresenceSet(Presence):
+    """A presence just set: also how it went to accepted contacts."""
+
+    pushed: dict[str, int] | None = Field(
+        default=None, description="Envelopes pushed to accepted contacts, by outcome."
+    )
+
+
 class Status(Model):
     """Who, which supernode, public address, NAT class, presence."""
 

@@ -36,8 +36,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hopline.calls.service import CallConfig, CallError, CallService
@@ -45,10 +46,25 @@ from hopline.calls.service import NoSuchCall as NoCall
 from hopline.client import account
 from hopline.client.profile import Profile, ProfileError
 from hopline.client.session import ClientSession, PresenceStatus, SessionConfig
+from hopline.daemon.errors import (
+    AlreadyLoggedIn,
+    BadInput,
+    NoSuchCall,
+    NotLoggedIn,
+    NotOnline,
+    Refused,
+    Unreachable,
+)
 from hopline.daemon.events import EventBus
+from hopline.daemon.messenger import Messenger
+from hopline.files.service import FileConfig, FileService
 from hopline.identity import CertificateError, CertificateVerifier
 from hopline.identity.names import InvalidUsername, canonical_username
 from hopline.media.audio import AudioError
+from hopline.messaging.contacts import Presence
+from hopline.messaging.contacts import PresenceStatus as ShownStatus
+from hopline.messaging.history import History
+from hopline.messaging.service import MessagingConfig, MessagingService
 from hopline.path.manager import PathConfig, PathManager
 from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
 from hopline.wire import ErrorCode
@@ -72,62 +88,6 @@ class DaemonState(StrEnum):
     STOPPED = "stopped"
 
 
-# ---------------------------------------------------------------- errors
-
-
-class DaemonError(Exception):
-    """A request the daemon cannot carry out; ``code`` is stable, ``status`` is HTTP."""
-
-    code = "failed"
-    status = 500
-
-    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_ms = retry_after_ms
-
-
-class BadInput(DaemonError):
-    """The caller's input is wrong (a bad name, field or value)."""
-
-    code, status = "bad-input", 422
-
-
-class NotLoggedIn(DaemonError):
-    """The operation needs a logged-in profile."""
-
-    code, status = "not-logged-in", 409
-
-
-class AlreadyLoggedIn(DaemonError):
-    """Another user is logged in on this profile."""
-
-    code, status = "already-logged-in", 409
-
-
-class NotOnline(DaemonError):
-    """Logged in, but no home supernode right now."""
-
-    code, status = "not-online", 503
-
-
-class Refused(DaemonError):
-    """The network refused the request; the message carries its reason."""
-
-    code, status = "refused", 502
-
-
-class Unreachable(DaemonError):
-    """The login server or supernode could not be reached."""
-
-    code, status = "unreachable", 503
-
-
-class NoSuchCall(DaemonError):
-    """No call with that id, or none ringing to answer."""
-
-    code, status = "no-such-call", 404
-
-
 # ---------------------------------------------------------------- config
 
 
@@ -143,6 +103,9 @@ class DaemonConfig:
     netcheck_timeout_s: float = 10.0
     paths: PathConfig = field(default_factory=PathConfig)
     calls: CallConfig = field(default_factory=CallConfig)
+    messaging: MessagingConfig = field(default_factory=MessagingConfig)
+    files: FileConfig = field(default_factory=FileConfig)
+    downloads: Path | None = None  # where accepted files go; default: PROFILE/downloads
 
 
 SEARCH_FIELDS = {
@@ -166,6 +129,12 @@ class ClientDaemon:
         self.session: ClientSession | None = None
         self.paths: PathManager | None = None
         self.calls: CallService | None = None
+        self.messaging: MessagingService | None = None
+        self.files: FileService | None = None
+        self.messenger = Messenger(self._chat_services)
+        self._history: History | None = None
+        self._history_path: Path | None = None
+        self._accept_task: asyncio.Task[None] | None = None
         self.started = time.time()
         self.last_error: str | None = None
         self._online_task: asyncio.Task[None] | None = None
@@ -236,7 +205,7 @@ class ClientDaemon:
                 delay = min(delay * 2, self.config.retry_max_s)
                 continue
             self.session, self.last_error = session, None
-            await self._start_calls(session)
+            await self._start_services(session)
             self._set_state(DaemonState.ONLINE)
             self._discover_nat(session)
             self.events.emit("home", **self._home_json(session))
@@ -246,13 +215,18 @@ class ClientDaemon:
             except EndpointError as exc:  # e.g. a refresh refused: start over
                 self.last_error = f"session ended: {exc}"
                 log.warning("%s; connecting again", self.last_error)
-            await self._stop_calls()
+            await self._stop_services()
             self.session = None
             await session.close()
             self._set_state(DaemonState.CONNECTING)
 
-    async def _start_calls(self, session: ClientSession) -> None:
-        """Paths to peers and the call service, for as long as this session lives."""
+    async def _start_services(self, session: ClientSession) -> None:
+        """Paths to peers and the services sharing them, for as long as this session lives.
+
+        Every path, ours or a peer's, is handed to calls, messages and files
+        (``path_listeners``) before it is used; the accept queue is only
+        drained, so peers opening paths never fill it.
+        """
         paths = PathManager(session, self.config.paths)
         await paths.start()
         name = str(self.public_profile().get("full_name") or "")
@@ -262,14 +236,73 @@ class ClientDaemon:
             on_change=lambda doc: self.events.emit("call", **doc),
             display_name=name,
         )
-        calls.start()
-        self.paths, self.calls = paths, calls
+        messaging = MessagingService(
+            session,
+            paths,
+            self._open_history(session.user),
+            config=replace(
+                self.config.messaging,
+                display_name=name,
+                state_file=f"messaging-{session.user}.json",
+            ),
+            on_event=self._on_messaging_event,
+        )
+        files = FileService(
+            paths,
+            downloads=self._downloads(),
+            config=self.config.files,
+            on_event=lambda doc: self.events.emit("file", **doc),
+        )
+        saved = self.profile.config.get("presence") or {}
+        messaging.presence = Presence(
+            ShownStatus(saved.get("status", ShownStatus.ONLINE)), saved.get("mood") or ""
+        )
+        paths.path_listeners += [calls.attach, messaging.attach, files.attach]
+        calls.start(accept_paths=False)
+        files.start(accept_paths=False)
+        self.paths, self.calls, self.messaging, self.files = paths, calls, messaging, files
+        self._accept_task = asyncio.create_task(self._drain_accepted(paths), name="hopline-accept")
+        await messaging.start(accept_paths=False)  # fetches what waited offline first
 
-    async def _stop_calls(self) -> None:
-        calls, paths = self.calls, self.paths
-        self.calls = self.paths = None
-        if calls is not None:
-            await calls.close()
+    @staticmethod
+    async def _drain_accepted(paths: PathManager) -> None:
+        """Paths peers open reach the services through the listeners; keep the queue empty."""
+        while True:
+            await paths.accept()
+
+    def _open_history(self, user: str) -> History:
+        """The user's message history in the profile (one file per user)."""
+        path = self.profile.path / f"history-{user}.sqlite3"
+        if self._history is not None and self._history_path != path:
+            self._history.close()
+            self._history = None
+        if self._history is None:
+            self._history, self._history_path = History.open(path), path
+        return self._history
+
+    def _downloads(self) -> Path:
+        directory = self.config.downloads or self.profile.path / "downloads"
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def _on_messaging_event(self, doc: dict[str, Any]) -> None:
+        event = dict(doc)
+        kind = str(event.pop("type", "message"))
+        self.events.emit(kind, **event)
+
+    def _chat_services(self) -> tuple[MessagingService | None, FileService | None]:
+        self._online_session()
+        return self.messaging, self.files
+
+    async def _stop_services(self) -> None:
+        calls, messaging, files, paths = self.calls, self.messaging, self.files, self.paths
+        self.calls = self.paths = self.messaging = self.files = None
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            self._accept_task = None
+        for service in (calls, messaging, files):
+            if service is not None:
+                await service.close()
         if paths is not None:
             await paths.close()
 
@@ -317,7 +350,7 @@ class ClientDaemon:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._online_task = self._renew_task = self._netcheck_task = None
-        await self._stop_calls()
+        await self._stop_services()
         if self.session is not None:
             await self.session.leave(self.config.leave_timeout_s)
             self.session = None
@@ -333,6 +366,9 @@ class ClientDaemon:
     async def stop(self) -> None:
         """Leave the network cleanly; :meth:`wait_stopped` returns afterwards."""
         await self._go_offline()
+        if self._history is not None:
+            self._history.close()
+            self._history = None
         self._set_state(DaemonState.STOPPED)
         self._stopped.set()
 
@@ -500,7 +536,11 @@ class ClientDaemon:
         except ProfileError as exc:
             raise BadInput(str(exc)) from None
         self.events.emit("presence", user=session.user, status=status, mood=session.mood)
-        return {"status": status, "mood": session.mood}
+        doc: dict[str, Any] = {"status": status, "mood": session.mood}
+        if self.messaging is not None:  # shown to accepted contacts, pushed end to end
+            pushed = await self.messenger.push_presence(status, session.mood or "")
+            doc["pushed"] = pushed["sent"]
+        return doc
 
     # ------------------------------------------------------------ calls
 

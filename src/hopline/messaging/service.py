@@ -315,13 +315,16 @@ class MessagingService:
 
     # ------------------------------------------------------------ life
 
-    async def start(self) -> None:
+    async def start(self, *, accept_paths: bool = True) -> None:
         """Serve paths, fetch what waited offline, then keep retrying and fetching.
 
         Call after ``paths.start()``. The first ``offline.fetch`` run is
-        finished when this returns.
+        finished when this returns. Where several services share the path
+        manager, pass ``accept_paths=False`` and have :meth:`attach` called for
+        every new path (``PathManager.path_listeners``).
         """
-        self._spawn(self._accept_paths())
+        if accept_paths:
+            self._spawn(self._accept_paths())
         for path in list(self.paths.paths):
             self.attach(path)
         await self.fetch_offline()

@@ -181,10 +181,10 @@ class Client:
         body = m.ProfileUpdate(**fields)
         return await self._call("PATCH", "/v1/profile", m.PublicProfile, body=body)
 
-    async def set_presence(self, status: str, mood: str | None = None) -> m.Presence:
+    async def set_presence(self, status: str, mood: str | None = None) -> m.PresenceSet:
         """online, away, dnd or invisible, with an optional mood text."""
         body = m.PresenceUpdate(status=status, mood=mood)  # type: ignore[arg-type]
-        return await self._call("PUT", "/v1/presence", m.Presence, body=body)
+        return await self._call("PUT", "/v1/presence", m.PresenceSet, body=body)
 
     # ------------------------------------------------------------ calls
 
