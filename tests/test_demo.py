@@ -31,16 +31,18 @@ def test_demo_json_reports_every_step(tmp_path: Path) -> None:
         hopline_command("demo", "--json", "--seconds", "0.5"),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         env={**os.environ, "TMPDIR": str(tmp_path)},
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
     report = json.loads(done.stdout)
     assert report["ok"] is True
     names = [step["name"] for step in report["steps"]]
     assert names[0] == "start login server"
     assert {"register alice", "log in bob", "secure wire exchange"} <= set(names)
+    shown = {"contacts: alice asks, bob accepts", "chat round trip with receipt"}
+    assert shown | {"file transfer alice -> bob"} <= set(names)
     assert all(step["ok"] and step["ms"] >= 0 for step in report["steps"])
     assert processes_mentioning(str(tmp_path)) == []
 

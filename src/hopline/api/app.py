@@ -10,6 +10,7 @@ daemon method and return its document. Every failure is a JSON
 |---|---|---|
 | 401 | ``unauthorized`` | no token, or the wrong one (compared in constant time) |
 | 404 | ``no-such-call`` | no call with that id, or none ringing to answer |
+| 404 | ``not-found`` | no contact, group or file transfer with that name or id |
 | 409 | ``not-logged-in``, ``already-logged-in`` | the profile's login state forbids it |
 | 422 | ``bad-input`` | a body, query or value the daemon refuses |
 | 502 | ``refused`` | the login server or a supernode refused (its reason in ``message``) |
@@ -23,6 +24,13 @@ Calls are resources under ``/v1/calls``: placing one returns its document at
 once (state ``calling``); answering, hanging up and holding return it too;
 ``/v1/calls/{id}/wait`` long-polls until the call ends, so a client follows a
 call with one request a second and no WebSocket.
+
+Contacts, chats, groups and files go through the daemon's
+:class:`~hopline.daemon.messenger.Messenger`: ``/v1/contacts``,
+``/v1/chats/{peer}/messages`` (a peer is a username or a group's hex id),
+``/v1/groups`` and ``/v1/files``. A file transfer is followed like a call:
+``/v1/files/{id}/wait`` long-polls until it ends, and ``/v1/files/{id}``
+gives its progress at any time.
 """
 
 from __future__ import annotations
@@ -279,6 +287,166 @@ async def wait_call(
 ) -> m.Call:
     """Wait until this call ends, or ``timeout_s`` passes; returns its document then."""
     return m.Call(**await daemon.wait_call(call_id, timeout_s))
+
+
+# ---------------------------------------------------------------- contacts
+
+UserParam = Annotated[str, PathParam(min_length=1, max_length=64, description="a username")]
+PeerParam = Annotated[
+    str, PathParam(min_length=1, max_length=64, description="a username or a group's hex id")
+]
+GroupParam = Annotated[str, PathParam(pattern=m.HEX_ID_PATTERN, description="the group's hex id")]
+TransferParam = Annotated[
+    str, PathParam(pattern=m.HEX_ID_PATTERN, description="the transfer's hex id")
+]
+Limit = Annotated[int, Query(ge=1, le=m.MAX_LIMIT, description="at most this many messages")]
+
+
+@router.get("/v1/contacts", response_model=m.Contacts, tags=["contacts"])
+async def list_contacts(daemon: Daemon) -> m.Contacts:
+    """Every contact with its state and the presence last seen."""
+    docs = await daemon.messenger.contacts()
+    return m.Contacts(contacts=[m.Contact(**doc) for doc in docs])
+
+
+@router.post("/v1/contacts", response_model=m.Contact, tags=["contacts"])
+async def add_contact(body: m.ContactRequest, daemon: Daemon) -> m.Contact:
+    """Ask a user to become a contact (accepts at once if they asked first)."""
+    return m.Contact(**await daemon.messenger.contact("add", body.user, body.message))
+
+
+@router.post("/v1/contacts/{user}/{op}", response_model=m.Contact, tags=["contacts"])
+async def contact_op(user: UserParam, op: m.ContactOpName, daemon: Daemon) -> m.Contact:
+    """Accept, decline, remove or block a contact."""
+    return m.Contact(**await daemon.messenger.contact(op, user))
+
+
+# ---------------------------------------------------------------- chats
+
+
+@router.post("/v1/chats/{peer}/messages", response_model=m.ChatMessage, tags=["chats"])
+async def send_message(peer: PeerParam, body: m.SendMessage, daemon: Daemon) -> m.ChatMessage:
+    """Send a message to a user or a group; returns it with how it went out."""
+    return m.ChatMessage(**await daemon.messenger.send(peer, body.text))
+
+
+@router.get("/v1/chats/{peer}/messages", response_model=m.History, tags=["chats"])
+async def history(peer: PeerParam, daemon: Daemon, limit: Limit = 50) -> m.History:
+    """The last ``limit`` messages with a user or a group, oldest first, with receipts."""
+    docs = await daemon.messenger.history(peer, limit)
+    return m.History(peer=peer, messages=[m.ChatMessage(**doc) for doc in docs])
+
+
+@router.post("/v1/chats/{peer}/read", response_model=m.ReadMarked, tags=["chats"])
+async def mark_read(peer: PeerParam, daemon: Daemon) -> m.ReadMarked:
+    """Mark the conversation read; read receipts go to the senders."""
+    return m.ReadMarked(**await daemon.messenger.mark_read(peer))
+
+
+@router.get("/v1/messages/search", response_model=m.Messages, tags=["chats"])
+async def search_messages(
+    daemon: Daemon,
+    q: Annotated[str, Query(min_length=1, max_length=m.MAX_QUERY_CHARS)],
+    limit: Limit = 50,
+) -> m.Messages:
+    """Messages containing every word of ``q``, in every conversation."""
+    docs = await daemon.messenger.search(q, limit)
+    return m.Messages(messages=[m.ChatMessage(**doc) for doc in docs])
+
+
+@router.get("/v1/messaging", response_model=m.MessagingStatus, tags=["chats"])
+async def messaging_status(daemon: Daemon) -> m.MessagingStatus:
+    """The messaging service's queues and counters."""
+    return m.MessagingStatus(**daemon.messenger.messaging_status())
+
+
+# ---------------------------------------------------------------- groups
+
+
+def _group(doc: dict[str, Any]) -> m.Group:
+    return m.Group(**{**doc, "group_id": doc["group"]})
+
+
+@router.get("/v1/groups", response_model=m.Groups, tags=["groups"])
+async def list_groups(daemon: Daemon) -> m.Groups:
+    """Every group this device knows, with its members."""
+    return m.Groups(groups=[_group(doc) for doc in await daemon.messenger.groups()])
+
+
+@router.post("/v1/groups", response_model=m.Group, tags=["groups"])
+async def create_group(body: m.GroupCreate, daemon: Daemon) -> m.Group:
+    """A new group of this user and ``members`` (each is told)."""
+    return _group(await daemon.messenger.create_group(body.name, body.members))
+
+
+@router.post("/v1/groups/{group_id}/invite", response_model=m.Group, tags=["groups"])
+async def invite(group_id: GroupParam, body: m.GroupInvite, daemon: Daemon) -> m.Group:
+    """Add users to a group."""
+    return _group(await daemon.messenger.invite(group_id, body.users))
+
+
+@router.post("/v1/groups/{group_id}/leave", response_model=m.Group, tags=["groups"])
+async def leave_group(group_id: GroupParam, daemon: Daemon) -> m.Group:
+    """Leave a group."""
+    return _group(await daemon.messenger.leave(group_id))
+
+
+@router.patch("/v1/groups/{group_id}", response_model=m.Group, tags=["groups"])
+async def rename_group(group_id: GroupParam, body: m.GroupRename, daemon: Daemon) -> m.Group:
+    """Rename a group."""
+    return _group(await daemon.messenger.rename(group_id, body.name))
+
+
+# ---------------------------------------------------------------- files
+
+
+@router.post("/v1/files", response_model=m.Transfer, tags=["files"])
+async def send_file(body: m.FileOffer, daemon: Daemon) -> m.Transfer:
+    """Offer a file to a user; returns at once (state ``waiting``)."""
+    return m.Transfer(**await daemon.messenger.send_file(body.peer, body.path))
+
+
+@router.get("/v1/files", response_model=m.Transfers, tags=["files"])
+async def list_transfers(daemon: Daemon) -> m.Transfers:
+    """Live transfers, files offered to us, and recently finished ones."""
+    return m.Transfers(transfers=[m.Transfer(**doc) for doc in daemon.messenger.transfers()])
+
+
+@router.get("/v1/files/{transfer_id}", response_model=m.Transfer, tags=["files"])
+async def get_transfer(transfer_id: TransferParam, daemon: Daemon) -> m.Transfer:
+    """One transfer's state and progress."""
+    return m.Transfer(**daemon.messenger.transfer(transfer_id))
+
+
+@router.post("/v1/files/{transfer_id}/accept", response_model=m.Transfer, tags=["files"])
+async def accept_file(
+    transfer_id: TransferParam, daemon: Daemon, body: m.FileAccept | None = None
+) -> m.Transfer:
+    """Take a file offered to us (into ``to_dir``, or the downloads directory)."""
+    to_dir = body.to_dir if body is not None else None
+    return m.Transfer(**await daemon.messenger.accept_file(transfer_id, to_dir))
+
+
+@router.post("/v1/files/{transfer_id}/decline", response_model=m.Transfer, tags=["files"])
+async def decline_file(transfer_id: TransferParam, daemon: Daemon) -> m.Transfer:
+    """Refuse a file offered to us."""
+    return m.Transfer(**daemon.messenger.decline_file(transfer_id))
+
+
+@router.post("/v1/files/{transfer_id}/cancel", response_model=m.Transfer, tags=["files"])
+async def cancel_file(transfer_id: TransferParam, daemon: Daemon) -> m.Transfer:
+    """Stop a transfer in either direction."""
+    return m.Transfer(**daemon.messenger.cancel_file(transfer_id))
+
+
+@router.get("/v1/files/{transfer_id}/wait", response_model=m.Transfer, tags=["files"])
+async def wait_file(
+    transfer_id: TransferParam,
+    daemon: Daemon,
+    timeout_s: Annotated[float, Query(ge=0, le=m.MAX_WAIT_S)] = 30.0,
+) -> m.Transfer:
+    """Wait until the transfer ends, or ``timeout_s`` passes; its document then."""
+    return m.Transfer(**await daemon.messenger.wait_file(transfer_id, timeout_s))
 
 
 # ---------------------------------------------------------------- events

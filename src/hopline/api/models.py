@@ -282,3 +282,233 @@ class Calls(Model):
     """Live calls, and the ones that ended in the last minute."""
 
     calls: list[Call]
+
+
+# ---------------------------------------------------------------- contacts, chats, files
+
+MAX_TEXT_CHARS = 4096  # a chat message (at most 16 KiB of UTF-8 on the wire)
+MAX_REQUEST_TEXT = 500  # a contact request's message
+MAX_NAME_CHARS = 64  # a group name
+MAX_MEMBERS = 64  # users named in one request
+MAX_LIMIT = 1000  # messages in one history or search reply
+MAX_QUERY_CHARS = 256
+HEX_ID_PATTERN = r"^[0-9a-fA-F]{32}$"  # a group or transfer id: 16 bytes
+ContactOpName = Literal["accept", "decline", "remove", "block"]
+TransferStateName = Literal[
+    "waiting",
+    "offered",
+    "transferring",
+    "verifying",
+    "interrupted",
+    "complete",
+    "declined",
+    "cancelled",
+    "failed",
+]
+ENDED_TRANSFER_STATES = frozenset({"complete", "declined", "cancelled", "failed"})
+
+Peer = Field(min_length=1, max_length=64, description="a username, or a group's 32 hex digits")
+Users = Field(min_length=1, max_length=MAX_MEMBERS, description="usernames")
+GroupName = Field(min_length=1, max_length=MAX_NAME_CHARS, description="a group's name")
+
+
+class Document(BaseModel):
+    """Base of a reply the daemon may extend: unknown keys are kept, not refused."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ContactRequest(Model):
+    """Ask ``user`` to become a contact, with an optional message they see."""
+
+    user: str = Username
+    message: str = Field(default="", max_length=MAX_REQUEST_TEXT)
+
+
+class Contact(Document):
+    """One contact: the state of the relationship and the presence last seen.
+
+    ``state``: none, requested_by_me, requested_by_them, accepted, declined
+    or blocked; ``presence`` and ``mood`` only for accepted contacts.
+    """
+
+    user: str
+    state: str
+    display_name: str = ""
+    request_text: str = ""
+    presence: str | None = None
+    mood: str | None = None
+
+
+class Contacts(Model):
+    """Every contact of this user."""
+
+    contacts: list[Contact]
+
+
+class SendMessage(Model):
+    """A chat message's text."""
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+
+
+class Receipt(Document):
+    """What one device of another user said about a message (Unix milliseconds)."""
+
+    user: str
+    device: str
+    delivered_at_ms: int | None = None
+    read_at_ms: int | None = None
+
+
+class ChatMessage(Document):
+    """One message of a conversation, in the order every device shows.
+
+    ``delivery`` (only when just sent): envelopes by outcome (delivered
+    directly, stored offline, queued); ``receipts`` (in a history): the
+    delivered/read receipts of the other users' devices.
+    """
+
+    message_id: str
+    conversation: str
+    peer: str | None = None
+    sender: str
+    sender_device: str
+    clock: int
+    sent_at_ms: int
+    text: str
+    delivery: dict[str, int] | None = None
+    receipts: list[Receipt] | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """Some device of another user has it."""
+        return any(r.delivered_at_ms is not None for r in self.receipts or [])
+
+    @property
+    def read(self) -> bool:
+        """Some device of another user showed it."""
+        return any(r.read_at_ms is not None for r in self.receipts or [])
+
+
+class History(Model):
+    """The last messages with a peer, oldest first."""
+
+    peer: str
+    messages: list[ChatMessage]
+
+
+class Messages(Model):
+    """Messages found."""
+
+    messages: list[ChatMessage]
+
+
+class ReadMarked(Document):
+    """How many messages were marked read, and how the read receipts went."""
+
+    peer: str
+    conversation: str
+    read: int
+    delivery: dict[str, int] = Field(default_factory=dict)
+
+
+class GroupCreate(Model):
+    """A new group of this user and ``members``."""
+
+    name: str = GroupName
+    members: list[Annotated[str, Username]] = Users
+
+
+class GroupInvite(Model):
+    """Users to add to a group."""
+
+    users: list[Annotated[str, Username]] = Users
+
+
+class GroupRename(Model):
+    """A group's new name."""
+
+    name: str = GroupName
+
+
+class Group(Document):
+    """A group: its id (``group_id``, also as ``group``), name and members."""
+
+    group_id: str = Field(description="32 hex digits: the PEER of chat commands")
+    group: str
+    name: str
+    members: list[str]
+    version: int
+    joined: bool
+    delivery: dict[str, int] | None = None
+
+
+class Groups(Model):
+    """Every group this device knows."""
+
+    groups: list[Group]
+
+
+class MessagingStatus(Document):
+    """The messaging service: who, presence, queues and counters."""
+
+    user: str
+    device: str
+    presence: str
+    mood: str
+    contacts: int
+    groups: int
+    outbox: int
+    pending_receipts: int
+    counters: dict[str, int]
+    dropped: dict[str, int]
+
+
+class FileOffer(Model):
+    """Offer the file at ``path`` (absolute, read by the daemon) to ``peer``."""
+
+    peer: str = Username
+    path: AbsolutePath
+
+
+class FileAccept(Model):
+    """Take an offered file into ``to_dir`` (absolute; default: the downloads directory)."""
+
+    to_dir: AbsolutePath | None = None
+
+
+class Transfer(Document):
+    """One file going to or coming from a peer.
+
+    ``bytes`` is the progress (acknowledged by the receiver, or verified
+    here), ``rate_bps`` the current rate in bytes per second, ``eta_s`` the
+    seconds left at that rate; ``saved_to`` is where a received file landed.
+    """
+
+    transfer_id: str
+    direction: Literal["outgoing", "incoming"]
+    peer: str
+    name: str
+    size: int
+    sha256: str
+    state: str
+    end_reason: str | None = None
+    detail: str = ""
+    bytes: int = 0
+    rate_bps: int = 0
+    eta_s: float | None = None
+    path: str | None = None
+    source: str | None = None
+    saved_to: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        """True once the transfer completed or ended for good."""
+        return self.state in ENDED_TRANSFER_STATES
+
+
+class Transfers(Model):
+    """Every transfer held: live, offered to us, and recently finished."""
+
+    transfers: list[Transfer]

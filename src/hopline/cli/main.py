@@ -16,7 +16,7 @@ import traceback
 import typer
 
 from hopline import __version__
-from hopline.cli import account, calls, client, daemon, demo, netcheck, servers, wire
+from hopline.cli import account, calls, chat, client, daemon, demo, files, netcheck, servers, wire
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -44,6 +44,10 @@ app.command("call")(calls.call_command)
 app.command("answer")(calls.answer_command)
 app.command("hangup")(calls.hangup_command)
 app.command("calls")(calls.calls_command)
+app.add_typer(chat.contacts_app, name="contacts")
+app.add_typer(chat.chat_app, name="chat")
+app.command("send-file")(files.send_file_command)
+app.add_typer(files.files_app, name="files")
 
 
 @app.callback()

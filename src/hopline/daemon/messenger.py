@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from hopline.daemon.errors import BadInput, NoSuchItem, NotOnline, Refused
 from hopline.files.service import FileService, FileServiceError, NoSuchTransfer
+from hopline.identity.names import canonical_username
 from hopline.messaging.envelope import MessageError
 from hopline.messaging.service import MessagingError, MessagingService
 
@@ -38,6 +39,14 @@ CONTACT_OPS = ("add", "accept", "decline", "remove", "block")
 # MessagingError reasons that mean "your input is wrong" (the rest: refused)
 BAD_INPUT_REASONS = frozenset({"contact-transition", "not-a-member", "blocked"})
 NOT_FOUND_REASONS = frozenset({"no-such-group", "no-such-user"})
+CONTACT_STATE_WORDS = {
+    "none": "not a contact, and no request from them",
+    "requested_by_me": "your request waits for their answer",
+    "requested_by_them": "they asked you: accept or decline",
+    "accepted": "already a contact",
+    "declined": "the request was declined",
+    "blocked": "blocked",
+}
 
 
 class Messenger:
@@ -70,18 +79,24 @@ class Messenger:
 
     async def contact(self, op: str, user: str, message: str = "") -> dict[str, Any]:
         """``add`` (with a request text), ``accept``, ``decline``, ``remove`` or ``block``."""
+        if op not in CONTACT_OPS:
+            raise BadInput(f"unknown contact operation {op!r}: use {', '.join(CONTACT_OPS)}")
         service = self._messaging()
-        if op == "add":
-            return await _chatting(service.add_contact(user, message))
         actions = {
             "accept": service.accept,
             "decline": service.decline,
             "remove": service.remove,
             "block": service.block,
         }
-        if op not in actions:
-            raise BadInput(f"unknown contact operation {op!r}: use {', '.join(CONTACT_OPS)}")
-        return await _chatting(actions[op](user))
+        change = service.add_contact(user, message) if op == "add" else actions[op](user)
+        try:
+            return await change
+        except MessagingError as exc:
+            if exc.reason == "contact-transition":
+                raise BadInput(_refused_change(service, op, user)) from None
+            raise _messaging_error(exc.reason, str(exc)) from None
+        except MessageError as exc:
+            raise BadInput(str(exc)) from None
 
     async def push_presence(self, status: str, mood: str) -> dict[str, Any]:
         """Show ``status`` and ``mood`` to accepted contacts (the directory is separate)."""
@@ -178,9 +193,15 @@ async def _chatting(awaitable: Awaitable[T]) -> T:
         raise BadInput(str(exc)) from None
 
 
+def _refused_change(service: MessagingService, op: str, user: str) -> str:
+    """Why ``op`` cannot be done to ``user`` now, in words."""
+    state = service.contact_list.state(canonical_username(user)).name.lower()
+    return f"cannot {op} {user}: {CONTACT_STATE_WORDS.get(state, state)}"
+
+
 def _messaging_error(reason: str, text: str) -> Exception:
     if reason in NOT_FOUND_REASONS:
-        return NoSuchItem(text)
+        return NoSuchItem(text.replace(reason, reason.replace("-", " "), 1))
     if reason in BAD_INPUT_REASONS or reason.startswith("bad-"):
         return BadInput(text)
     return Refused(text)

@@ -2,7 +2,9 @@
 
 The network has a login server and supernodes; the walkthrough grows as
 capabilities arrive (today: accounts, the overlay directory, search, paths
-between peers and a voice call). Every step does the real thing: separate
+between peers, a voice call, and then, with alice's and bob's daemons
+running as processes and driven by the real command line, contacts,
+presence, a chat and a file: :mod:`hopline.demo.chat`). Every step does the real thing: separate
 processes on loopback, real sockets, the real CLI, real Opus, and checks
 its result. The call plays speech that ships with Hopline (``speech.wav``,
 made with espeak-ng) and scores what bob heard with wideband PESQ. A failed
@@ -29,7 +31,8 @@ from hopline.calls.service import CallConfig, CallService
 from hopline.client.profile import Profile, parse_ls_key
 from hopline.client.session import ClientSession
 from hopline.connection import Expectation
-from hopline.demo.cluster import Cluster, Proc, enrollment_token, hopline_command
+from hopline.demo.chat import ChatStepFailed, ChatSteps
+from hopline.demo.cluster import Cluster, ClusterError, Proc, enrollment_token, hopline_command
 from hopline.identity import CertificateVerifier, Role
 from hopline.media.audio import load_voice
 from hopline.media.score import pesq_wb
@@ -84,7 +87,14 @@ class Walkthrough:
         started = time.perf_counter()
         try:
             detail = action()
-        except (StepFailed, OSError, subprocess.SubprocessError, EndpointError) as exc:
+        except (
+            StepFailed,
+            ChatStepFailed,
+            OSError,
+            subprocess.SubprocessError,
+            EndpointError,
+            ClusterError,
+        ) as exc:
             return self.record(name, started, False, str(exc)).ok
         return self.record(name, started, True, detail).ok
 
@@ -420,6 +430,14 @@ def run_demo(
             ("message via a supernode", walk.relay_message),
             ("peer-to-peer path alice -> bob", walk.peer_path),
             ("voice call alice -> bob", walk.voice_call),
+        ]
+        chat = ChatSteps(Path(tmp), walk.pin_args)
+        plan += [
+            ("daemons up for alice and bob", partial(chat.start_daemons, cluster)),
+            ("contacts: alice asks, bob accepts", chat.contacts),
+            ("presence pushed to a contact", chat.presence),
+            ("chat round trip with receipt", chat.chat),
+            ("file transfer alice -> bob", chat.file),
         ]
         for name, action in plan:
             if not walk.run(name, action):

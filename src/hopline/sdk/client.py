@@ -11,9 +11,14 @@
         call = await hopline.place_call("ada", play="/tmp/hello.wav", seconds=10)
         call = await hopline.wait_call(call.call_id, timeout_s=60)
         print(call.state, call.duration_s, call.mos_estimate)
+        await hopline.send_message("ada", "hello")
+        sent = await hopline.send_file("ada", "notes.pdf")
+        sent = await hopline.wait_file(sent.transfer_id, timeout_s=600)
 
 Replies are the API's own pydantic models (:mod:`hopline.api.models`), so a
-field the daemon adds shows up here typed. Every failure is a
+field the daemon adds shows up here typed; lists come back as plain lists of
+those models. Request bodies are checked here with the same models before
+they are sent. Every failure is a
 :class:`HoplineError` carrying the API's stable ``code``;
 :class:`DaemonNotRunning` says no daemon serves the profile.
 """
@@ -25,9 +30,10 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from hopline.api import models as m
 from hopline.daemon.files import DaemonFileError, read_daemon_info
@@ -35,6 +41,9 @@ from hopline.daemon.files import DaemonFileError, read_daemon_info
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 30.0
 LONG_POLL_MARGIN_S = 10.0  # a long-polling request may take its own wait plus this
+CONTACT_OPS = ("accept", "decline", "remove", "block")
+OPS_TEXT = ", ".join(CONTACT_OPS)
+MAX_NAME_CHARS = 64  # a username, or a group's 32 hex digits
 
 
 class HoplineError(Exception):
@@ -58,12 +67,20 @@ class DaemonNotRunning(HoplineError):
 class Client:
     """One connection to a daemon's API (an ``httpx.AsyncClient`` underneath)."""
 
-    def __init__(self, base_url: str, token: str, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """A client of the API at ``base_url``; ``transport`` (e.g. an ASGI one) is optional."""
         self.base_url, self._token = base_url, token
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            transport=transport,
         )
 
     @classmethod
@@ -251,6 +268,116 @@ class Client:
         path = f"/v1/calls/{_call_id(call_id)}/wait"
         return await self._call("GET", path, m.Call, params=params, wait_s=timeout_s)
 
+    # ------------------------------------------------------------ contacts
+
+    async def contacts(self) -> list[m.Contact]:
+        """Every contact with its state and the presence last seen."""
+        return (await self._call("GET", "/v1/contacts", m.Contacts)).contacts
+
+    async def add_contact(self, user: str, message: str = "") -> m.Contact:
+        """Ask ``user`` to become a contact (with a ``message`` they see)."""
+        body = _body(m.ContactRequest, user=user, message=message)
+        return await self._call("POST", "/v1/contacts", m.Contact, body=body)
+
+    async def contact_op(self, user: str, op: str) -> m.Contact:
+        """``accept``, ``decline``, ``remove`` or ``block`` the contact ``user``."""
+        if op not in CONTACT_OPS:
+            raise HoplineError("bad-input", f"unknown contact operation {op!r}: use {OPS_TEXT}")
+        return await self._call("POST", f"/v1/contacts/{_segment(user)}/{op}", m.Contact)
+
+    # ------------------------------------------------------------ chats
+
+    async def send_message(self, peer: str, text: str) -> m.ChatMessage:
+        """Send ``text`` to a user or a group (its hex id); the message as sent."""
+        body = _body(m.SendMessage, text=text)
+        path = f"/v1/chats/{_segment(peer)}/messages"
+        return await self._call("POST", path, m.ChatMessage, body=body)
+
+    async def history(self, peer: str, limit: int = 50) -> list[m.ChatMessage]:
+        """The last ``limit`` messages with ``peer``, oldest first, with their receipts."""
+        path = f"/v1/chats/{_segment(peer)}/messages"
+        params = {"limit": limit}
+        return (await self._call("GET", path, m.History, params=params)).messages
+
+    async def search_messages(self, q: str, limit: int = 50) -> list[m.ChatMessage]:
+        """Messages containing every word of ``q``, in every conversation."""
+        params: dict[str, Any] = {"q": q, "limit": limit}
+        return (await self._call("GET", "/v1/messages/search", m.Messages, params=params)).messages
+
+    async def mark_read(self, peer: str) -> m.ReadMarked:
+        """Mark the conversation with ``peer`` read (read receipts go to the senders)."""
+        return await self._call("POST", f"/v1/chats/{_segment(peer)}/read", m.ReadMarked)
+
+    async def messaging_status(self) -> m.MessagingStatus:
+        """The messaging service's queues and counters."""
+        return await self._call("GET", "/v1/messaging", m.MessagingStatus)
+
+    # ------------------------------------------------------------ groups
+
+    async def groups(self) -> list[m.Group]:
+        """Every group this device knows, with its members."""
+        return (await self._call("GET", "/v1/groups", m.Groups)).groups
+
+    async def create_group(self, name: str, members: list[str]) -> m.Group:
+        """A new group of this user and ``members``; its ``group_id`` is the chat peer."""
+        body = _body(m.GroupCreate, name=name, members=list(members))
+        return await self._call("POST", "/v1/groups", m.Group, body=body)
+
+    async def invite(self, group: str, users: list[str]) -> m.Group:
+        """Add ``users`` to ``group``."""
+        body = _body(m.GroupInvite, users=list(users))
+        path = f"/v1/groups/{_hex_id(group, 'group')}/invite"
+        return await self._call("POST", path, m.Group, body=body)
+
+    async def leave_group(self, group: str) -> m.Group:
+        """Leave ``group``."""
+        return await self._call("POST", f"/v1/groups/{_hex_id(group, 'group')}/leave", m.Group)
+
+    async def rename_group(self, group: str, name: str) -> m.Group:
+        """Rename ``group``."""
+        body = _body(m.GroupRename, name=name)
+        return await self._call(
+            "PATCH", f"/v1/groups/{_hex_id(group, 'group')}", m.Group, body=body
+        )
+
+    # ------------------------------------------------------------ files
+
+    async def send_file(self, peer: str, path: str | Path) -> m.Transfer:
+        """Offer the file at ``path`` to ``peer``; returns at once (state ``waiting``).
+
+        The path is made absolute here: the daemon resolves nothing relative.
+        """
+        body = _body(m.FileOffer, peer=peer, path=_absolute(path))
+        return await self._call("POST", "/v1/files", m.Transfer, body=body)
+
+    async def transfers(self) -> list[m.Transfer]:
+        """Live transfers, files offered to us, and recently finished ones."""
+        return (await self._call("GET", "/v1/files", m.Transfers)).transfers
+
+    async def transfer(self, transfer_id: str) -> m.Transfer:
+        """One transfer's state and progress."""
+        return await self._call("GET", f"/v1/files/{_hex_id(transfer_id)}", m.Transfer)
+
+    async def accept_file(self, transfer_id: str, to_dir: str | Path | None = None) -> m.Transfer:
+        """Take an offered file into ``to_dir`` (default: the profile's downloads)."""
+        body = _body(m.FileAccept, to_dir=_absolute(to_dir))
+        path = f"/v1/files/{_hex_id(transfer_id)}/accept"
+        return await self._call("POST", path, m.Transfer, body=body)
+
+    async def decline_file(self, transfer_id: str) -> m.Transfer:
+        """Refuse an offered file."""
+        return await self._call("POST", f"/v1/files/{_hex_id(transfer_id)}/decline", m.Transfer)
+
+    async def cancel_file(self, transfer_id: str) -> m.Transfer:
+        """Stop a transfer in either direction."""
+        return await self._call("POST", f"/v1/files/{_hex_id(transfer_id)}/cancel", m.Transfer)
+
+    async def wait_file(self, transfer_id: str, timeout_s: float = 30.0) -> m.Transfer:
+        """Wait until the transfer ends or ``timeout_s`` passes; its document then."""
+        params = {"timeout_s": timeout_s}
+        path = f"/v1/files/{_hex_id(transfer_id)}/wait"
+        return await self._call("GET", path, m.Transfer, params=params, wait_s=timeout_s)
+
     # ------------------------------------------------------------ events
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -274,6 +401,30 @@ def _media(
 
 def _absolute(path: str | Path | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def _body(model: type[M], **fields: Any) -> M:
+    """A request body checked here first: a bad field is a ``bad-input`` HoplineError."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+        raise HoplineError("bad-input", message) from None
+
+
+def _segment(name: str) -> str:
+    """A user or peer as one URL path segment (never empty, never a path of its own)."""
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise HoplineError("bad-input", f"not a username or group id: {name!r}")
+    return quote(name, safe="")
+
+
+def _hex_id(ident: str, what: str = "transfer") -> str:
+    if not re.fullmatch(m.HEX_ID_PATTERN, ident):
+        raise HoplineError("bad-input", f"not a {what} id: {ident!r} (32 hex digits)")
+    return ident
 
 
 def _call_id(call_id: str) -> str:
