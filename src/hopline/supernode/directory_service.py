@@ -30,6 +30,7 @@ import asyncio
 import hmac
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections import Counter
 from collections.abc import Mapping
 
@@ -196,30 +197,28 @@ class DirectoryService(OverlayService):
     async def _ask_remote_owners(
         self, user: str, owners: list[str], best: DirectoryLookupReply | None
     ) -> DirectoryLookupReply | None:
-        """Ask the owners hedged, each :data:`HEDGE_S` after the one before, so
-        a crashed owner costs a quarter second, not a timeout; the first
-        ONLINE answer ends the search."""
-        asks = [
-            asyncio.ensure_future(self._ask_owner_after(node, user, n * HEDGE_S))
-            for n, node in enumerate(owners)
-        ]
+        """Ask the owners one after another, hedged: the next owner is asked as
+        soon as the one before answered, or :data:`HEDGE_S` after it was asked
+        if it has not, so a crashed owner costs a quarter second, not a
+        timeout, and an owner that answered "offline" costs nothing more than
+        its answer. The first ONLINE answer ends the search."""
+        waiting = list(owners)
+        asks: set[asyncio.Future[DirectoryLookupReply | None]] = set()
         try:
-            for done in asyncio.as_completed(asks):
-                reply = await done
-                if reply is not None and (best is None or _RANK[reply.state] > _RANK[best.state]):
-                    best = reply
+            while waiting or asks:
+                if waiting:
+                    asks.add(asyncio.ensure_future(self._ask_owner(waiting.pop(0), user)))
+                done, asks = await asyncio.wait(
+                    asks, timeout=HEDGE_S if waiting else None, return_when=FIRST_COMPLETED
+                )
+                for ask in done:
+                    best = _better(best, ask.result())
                 if best is not None and best.state == LookupState.ONLINE:
                     break
         finally:
             for ask in asks:
                 ask.cancel()
         return best
-
-    async def _ask_owner_after(
-        self, node: str, user: str, delay: float
-    ) -> DirectoryLookupReply | None:
-        await asyncio.sleep(delay)
-        return await self._ask_owner(node, user)
 
     async def _ask_owner(self, node: str, user: str) -> DirectoryLookupReply | None:
         try:
@@ -234,6 +233,15 @@ class DirectoryService(OverlayService):
         return DirectoryLookupReply(
             state=int(found.state), record=found.record, last_seen=found.last_seen
         )
+
+
+def _better(
+    best: DirectoryLookupReply | None, reply: DirectoryLookupReply | None
+) -> DirectoryLookupReply | None:
+    """The more informative of two lookup answers (online over offline over unknown)."""
+    if reply is not None and (best is None or _RANK[reply.state] > _RANK[best.state]):
+        return reply
+    return best
 
 
 def _require_own_record(pc: PeerConnection, record: PresenceRecord) -> None:
