@@ -16,7 +16,12 @@ real processes on loopback, two logged-in clients in this process with path
 managers and :class:`~hopline.files.service.FileService`, a random file sent
 over a direct path and over a forced relay (through the supernode), real
 files on disk at both ends. The rate is the file's size over the time from
-the accept to the receiver's saved, verified file. Writes
+the accept to the receiver's saved, verified file. Beside it, what the
+transfer cost in CPU (seconds per MB, both clients' process and the
+supernode's), which does not depend on what else runs on a shared machine,
+and every relay drop the supernode counted meanwhile (rate limits, full
+queues). ``--uvloop`` runs the clients on uvloop, as the daemon does
+(:func:`hopline.runtime.loop.run`); the supernode always does. Writes
 benchmarks/results/files.json.
 """
 
@@ -51,7 +56,8 @@ from hopline.files.transfer import (
     WriteChunk,
 )
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import logged_in, start_network
+from hopline.runtime.loop import run as run_loop
+from hopline.testing.network import logged_in, scrape_metrics, start_network
 from hopline.wire import decode, encode
 
 MB = 1024 * 1024
@@ -122,10 +128,24 @@ async def _client(
     return session, paths, files, keeper
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _relay_drops(node: Any) -> dict[str, float]:
+    """The supernode's relay drop counters (``relay:*``) from its metrics endpoint."""
+    samples = scrape_metrics(node.ready["metrics"])
+    prefix = 'hopline_supernode_dropped_total{reason="relay'
+    return {k.split('"')[1]: v for k, v in samples.items() if k.startswith(prefix)}
+
+
 async def _one_loopback(
-    workdir: Path, ls: Any, source: Path, run: int, direct: bool, chunk_size: int
-) -> float:
-    """Send ``source`` from one new client to another; seconds from accept to saved."""
+    workdir: Path, ls: Any, node: Any, source: Path, run: int, direct: bool, chunk_size: int
+) -> dict[str, Any]:
+    """Send ``source`` from one new client to another: seconds from accept to saved,
+    CPU seconds of this process and of the supernode meanwhile, relay drops."""
     options = (direct, chunk_size)
     alice = await _client(workdir, ls, f"alice{run}", f"127.0.0.{20 + 2 * run}", *options)
     bob = await _client(workdir, ls, f"bob{run}", f"127.0.0.{21 + 2 * run}", *options)
@@ -133,15 +153,20 @@ async def _one_loopback(
         sent = await alice[2].send(bob[0].user, source)
         while not bob[2].offers():
             await asyncio.sleep(0.01)
+        drops = _relay_drops(node)
+        cpu = (_cpu_seconds(os.getpid()), _cpu_seconds(node.pid))
         start = time.perf_counter()
         await bob[2].accept(sent["transfer_id"])
         got = await bob[2].wait(sent["transfer_id"], 600)
         elapsed = time.perf_counter() - start
+        clients, supernode = _cpu_seconds(os.getpid()) - cpu[0], _cpu_seconds(node.pid) - cpu[1]
         assert got["state"] == "complete", got
         assert got["path"] == ("direct" if direct else "relay"), got["path"]
         assert hashlib.sha256(Path(got["saved_to"]).read_bytes()).hexdigest() == got["sha256"]
         Path(got["saved_to"]).unlink()
-        return elapsed
+        after = _relay_drops(node)
+        dropped = {k: v - drops.get(k, 0) for k, v in after.items() if v > drops.get(k, 0)}
+        return {"seconds": elapsed, "clients_cpu": clients, "sn_cpu": supernode, "drops": dropped}
     finally:
         for session, paths, files, keeper in (alice, bob):
             await files.close()
@@ -150,26 +175,30 @@ async def _one_loopback(
             await session.close()
 
 
-def run_loopback(size: int) -> list[dict[str, Any]]:
+def run_loopback(size: int, uvloop: bool = False) -> list[dict[str, Any]]:
     """Direct and relayed end-to-end transfers of ``size`` random bytes, two chunk sizes."""
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp, Cluster(Path(tmp) / "logs") as cluster:
         workdir = Path(tmp)
-        ls, _nodes = start_network(cluster, workdir, supernodes=1)
+        ls, nodes = start_network(cluster, workdir, supernodes=1)
         source = workdir / "source.bin"
         source.write_bytes(os.urandom(size))
         run = 0
         for direct in (True, False):
             for chunk_size in (32 * 1024, 63 * 1024):
-                work = _one_loopback(workdir, ls, source, run, direct, chunk_size)
-                seconds = asyncio.run(work)
+                work = _one_loopback(workdir, ls, nodes[0], source, run, direct, chunk_size)
+                got = run_loop(work, use_uvloop=uvloop)
                 run += 1
+                seconds, mb = got["seconds"], size / MB
                 results.append(
                     {
                         "path": "direct" if direct else "relay",
                         "chunk_size": chunk_size,
                         "seconds": round(seconds, 2),
-                        "mb_per_s": round(size / MB / seconds, 1),
+                        "mb_per_s": round(mb / seconds, 1),
+                        "clients_cpu_s_per_mb": round(got["clients_cpu"] / mb, 4),
+                        "supernode_cpu_s_per_mb": round(got["sn_cpu"] / mb, 4),
+                        "relay_drops": got["drops"],
                     }
                 )
     return results
@@ -181,6 +210,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 MB instead of 128 MB")
     parser.add_argument(
         "--loopback", action="store_true", help="also send 100 MB (quick: 16) end to end"
+    )
+    parser.add_argument(
+        "--uvloop", action="store_true", help="run the clients on uvloop, as the daemon does"
     )
     args = parser.parse_args()
     size = (16 if args.quick else 128) * MB
@@ -209,12 +241,22 @@ def main() -> None:
     if args.loopback:
         loop_size = (16 if args.quick else 100) * MB
         doc["loopback_size_mb"] = loop_size // MB
-        doc["loopback"] = run_loopback(loop_size)
+        doc["loopback_loop"] = "uvloop" if args.uvloop else "asyncio"
+        doc["loopback"] = run_loopback(loop_size, uvloop=args.uvloop)
         print_table(
-            f"file transfer end to end on loopback, {loop_size // MB} MB, real processes",
-            ["path", "chunk", "seconds", "MB/s"],
+            f"file transfer end to end on loopback, {loop_size // MB} MB, real processes, "
+            f"clients on {doc['loopback_loop']}",
+            ["path", "chunk", "seconds", "MB/s", "clients CPU s/MB", "SN CPU s/MB", "drops"],
             [
-                [r["path"], f"{r['chunk_size'] // 1024} KiB", r["seconds"], r["mb_per_s"]]
+                [
+                    r["path"],
+                    f"{r['chunk_size'] // 1024} KiB",
+                    r["seconds"],
+                    r["mb_per_s"],
+                    f"{r['clients_cpu_s_per_mb']:.3f}",
+                    f"{r['supernode_cpu_s_per_mb']:.3f}",
+                    sum(r["relay_drops"].values()),
+                ]
                 for r in doc["loopback"]
             ],
         )

@@ -140,6 +140,10 @@ async def test_forced_relay_both_ways(net: LoopbackNet, pair: tuple[str, str]) -
         assert outgoing.kind == "relay" and incoming.kind == "relay"
         await both_ways(outgoing, incoming)
         assert caller.paths.relay_stats()["allocations"] >= 1
+        # both sides bound a channel to the peer (the callee once it took the
+        # connection), so datagrams travel as channel-data frames both ways
+        for one in (caller, callee):
+            assert await until(lambda one=one: one.paths.relay_stats()["channels"] >= 1, 5)
     finally:
         await stop(caller, callee)
 
@@ -322,5 +326,25 @@ async def test_path_is_reestablished_after_the_peer_changes_address(
         assert await until(lambda: len(incoming.changes) >= 2 and incoming.live, 10)
         assert outgoing.remote is not None and outgoing.remote.port == udp_port(callee)
         await both_ways(outgoing, incoming)
+    finally:
+        await stop(caller, callee)
+
+
+async def test_concurrent_connects_share_one_attempt(
+    net: LoopbackNet, pair: tuple[str, str]
+) -> None:
+    # a message, a receipt and a file offer can all want the same path at once, while
+    # the peer connects to us: five callers here plus the peer's own attempt would
+    # exceed the per-peer attempt limit if each caller ran an attempt of its own
+    caller = await side(net, pair[0], FAST_SESSION, FAST)
+    callee = await side(net, pair[1], FAST_SESSION, FAST)
+    try:
+        wanted = [caller.paths.connect(callee.session.user, timeout=15) for _ in range(5)]
+        back = callee.paths.connect(caller.session.user, timeout=15)
+        *outgoing, reverse = await asyncio.gather(*wanted, back)
+        assert all(path is outgoing[0] for path in outgoing)
+        assert reverse.live and outgoing[0].live, (reverse.describe(), outgoing[0].describe())
+        await both_ways(outgoing[0], reverse)
+        assert not caller.paths._connecting and not callee.paths._connecting
     finally:
         await stop(caller, callee)

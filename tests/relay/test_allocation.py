@@ -197,7 +197,7 @@ def test_release_frees_the_owner_quota_and_channels() -> None:
 
 def test_packet_rate_limit_per_allocation_refills_with_time() -> None:
     clock = MockClock()
-    config = RelayConfig(packets_per_s=10, packet_burst=5)
+    config = RelayConfig(packets_per_s=10, packet_burst=5, bulk_packets_per_s=0)
     table = RelayTable(config, now=clock.now())
     rid = allocated(table, clock).relay_id
     table.permit(ALICE, rid, [PEER.host], clock.now())
@@ -217,7 +217,11 @@ def test_packet_rate_limit_per_allocation_refills_with_time() -> None:
 def test_byte_rate_total_bandwidth_and_payload_limits() -> None:
     clock = MockClock()
     config = RelayConfig(
-        bytes_per_s=1000, byte_burst=1000, total_bytes_per_s=1500, total_byte_burst=1500
+        bytes_per_s=1000,
+        byte_burst=1000,
+        total_bytes_per_s=1500,
+        total_byte_burst=1500,
+        bulk_bytes_per_s=0,
     )
     table = RelayTable(config, now=clock.now())
     a = allocated(table, clock).relay_id
@@ -234,6 +238,57 @@ def test_byte_rate_total_bandwidth_and_payload_limits() -> None:
     assert allocation.packets.tokens == config.packet_burst - 1
     clock.advance(1.0)
     assert isinstance(table.from_peer(b, PEER, 300, clock.now()), Deliver)
+
+
+def _flow(table: RelayTable, rid: int, clock: MockClock, seconds: float, rate: float) -> int:
+    """Offer ``rate`` bytes/s of 1,100-byte datagrams to ``rid`` for ``seconds``; bytes passed."""
+    passed, step = 0, 1100 / rate
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        if isinstance(table.from_peer(rid, PEER, 1100, clock.now()), Deliver):
+            passed += 1100
+    return passed
+
+
+def test_default_budget_carries_a_file_transfer_and_still_bounds_a_flood() -> None:
+    clock = MockClock()
+    table = RelayTable(RelayConfig(), now=clock.now())
+    rid = allocated(table, clock).relay_id
+    table.permit(ALICE, rid, [PEER.host], clock.now())
+    # 24 MB/s of bulk data (over 20 MiB/s of file) goes through untouched
+    assert _flow(table, rid, clock, 2.0, 24_000_000) == round(2.0 * 24_000_000 / 1100) * 1100
+    assert table.counters["bulk_packets"] > 0 and not table.dropped
+    # a flood is held to the guaranteed plus the bulk budget (36 MB/s), bursts aside
+    config = table.config
+    budget = config.bytes_per_s + config.bulk_bytes_per_s
+    passed = _flow(table, rid, clock, 2.0, 100_000_000)
+    bursts = config.byte_burst + config.bulk_byte_burst
+    assert passed <= 2.0 * budget + bursts
+    assert passed >= 2.0 * budget * 0.9
+    assert table.dropped["rate-bytes"] > 0
+
+
+def test_bulk_traffic_uses_only_spare_relay_bandwidth() -> None:
+    clock = MockClock()
+    config = RelayConfig(total_bytes_per_s=30_000_000, total_byte_burst=3_000_000)
+    table = RelayTable(config, now=clock.now())
+    bulk = allocated(table, clock).relay_id
+    call = allocated(table, clock, BOB).relay_id
+    for owner, rid in ((ALICE, bulk), (BOB, call)):
+        table.permit(owner, rid, [PEER.host], clock.now())
+    # the bulk flow alone wants more than the relay has: it is cut at the reserve
+    _flow(table, bulk, clock, 1.0, 60_000_000)
+    assert table.dropped["bulk-bandwidth"] > 0
+    assert table.total.tokens >= config.bulk_reserve * config.total_byte_burst - 1100
+    # a call beside it (guaranteed tier) still gets every packet through
+    calls = [table.from_peer(call, PEER, 200, clock.now()) for _ in range(50)]
+    assert all(isinstance(c, Deliver) for c in calls)
+    # without a bulk tier the same allocation stops at its guaranteed budget
+    plain = RelayTable(RelayConfig(bulk_bytes_per_s=0), now=clock.now())
+    rid = allocated(plain, clock).relay_id
+    plain.permit(ALICE, rid, [PEER.host], clock.now())
+    passed = _flow(plain, rid, clock, 1.0, 24_000_000)
+    assert passed <= plain.config.bytes_per_s + plain.config.byte_burst
 
 
 def test_no_amplification_nothing_ever_goes_back_to_a_source() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -241,3 +242,47 @@ async def test_simultaneous_open_yields_one_connection_each_way(authority: TestA
     finally:
         a.close()
         b.close()
+
+
+async def test_datagrams_of_one_loop_turn_are_serviced_once(authority: TestAuthority) -> None:
+    """Cores take each datagram at once; the connection is serviced once per loop turn."""
+    got: list[bytes] = []
+    server, address = await start_server(authority, "127.0.0.1")
+    server.datagram_handler = lambda _pc, data: got.append(data)
+    client = client_endpoint(authority)
+    try:
+        pc = await client.connect(address, Expectation(role=Role.SUPERNODE))
+        assert await _until(lambda: len(server.connections) == 1)
+        server_pc = next(iter(server.connections.values()))
+        services = 0
+        service = server_pc.service
+
+        def counting() -> None:
+            nonlocal services
+            services += 1
+            service()
+
+        server_pc.service = counting  # type: ignore[method-assign]
+        now = time.time()
+        for i in range(10):
+            pc.core.send_media(bytes([i]) * 1000, now)  # one datagram each
+        datagrams = pc.core.datagrams_to_send(now)  # taken here, not sent on the socket
+        assert len(datagrams) == 10
+        for datagram in datagrams:  # as if one socket read brought them all
+            server.udp_received(datagram, server_pc.address)
+        assert got == [] and services == 0  # taken by the core, not yet handed out
+        await asyncio.sleep(0)
+        assert got == [bytes([i]) * 1000 for i in range(10)]
+        assert services == 1
+    finally:
+        client.close()
+        server.close()
+
+
+async def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True

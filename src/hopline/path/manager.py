@@ -60,6 +60,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from hopline.connection import Expectation
@@ -204,6 +205,7 @@ class PathManager:
         self._started = False
         self._allocating = asyncio.Lock()
         self.nat: NatReport | None = None  # set from NAT discovery when it has run
+        self._connecting: dict[tuple[str, bytes | None], asyncio.Future[PeerPath]] = {}
         self.path_listeners: list[Callable[[PeerPath], None]] = []
         """Called with every new path, ours or a peer's, before it is used: the
         services that share paths (calls, messages, files) attach here."""
@@ -233,12 +235,28 @@ class PathManager:
         """A working path to one of ``user``'s devices (a live one is reused).
 
         ``device`` picks the device (one of :meth:`devices`); without it the
-        first device of the user's presence record is used.
+        first device of the user's presence record is used. Concurrent calls
+        for the same user and device share one attempt (a peer allows only a
+        few at a time), each waiting at most its own ``timeout``.
         """
         for path in self.paths:
             wanted = device is None or path.device_id == device.device_id
             if path.user == user.lower() and path.live and wanted:
                 return path
+        key = (user.lower(), device.device_id if device is not None else None)
+        pending = self._connecting.get(key)
+        if pending is None:  # one attempt for every caller that wants this path now
+            pending = asyncio.ensure_future(self._connect_new(user, timeout, device))
+            self._connecting[key] = pending
+            pending.add_done_callback(partial(self._connected, key))
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending), timeout)
+        except TimeoutError:
+            raise PathError("timeout") from None
+
+    async def _connect_new(
+        self, user: str, timeout: float, device: DeviceRecord | None
+    ) -> PeerPath:
         if device is None:
             device = await self._find_device(user)
         path = PeerPath(user.lower(), device.device_id, device.identity_key, initiator=True)
@@ -246,12 +264,21 @@ class PathManager:
         self._adopt(path)
         return path
 
+    def _connected(self, key: tuple[str, bytes | None], done: asyncio.Future[PeerPath]) -> None:
+        """An attempt shared by concurrent connect() calls ended: forget it."""
+        if self._connecting.get(key) is done:
+            del self._connecting[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: the callers may all have timed out
+
     async def accept(self) -> PeerPath:
         """The next path another user established to us."""
         return await self._accepted.get()
 
     async def close(self) -> None:
         """Close every path and attempt and unhook from the endpoint."""
+        for pending in list(self._connecting.values()):
+            pending.cancel()
         for path in list(self.paths):
             path.shut("manager closed")
         for attempt in list(self._attempts.values()):
@@ -282,11 +309,16 @@ class PathManager:
         relay.close()
 
     def relay_stats(self) -> dict[str, int]:
-        """Live relay allocations on the current home, and relay datagrams dropped."""
+        """Live relay allocations on the current home, the channels bound on them,
+        and relay datagrams dropped."""
         relay = self._relay
         if relay is None:
-            return {"allocations": 0, "dropped": 0}
-        return {"allocations": len(relay.allocations), "dropped": sum(relay.dropped.values())}
+            return {"allocations": 0, "channels": 0, "dropped": 0}
+        return {
+            "allocations": len(relay.allocations),
+            "channels": sum(len(a.channels) for a in relay.allocations.values()),
+            "dropped": sum(relay.dropped.values()),
+        }
 
     @property
     def attempts(self) -> int:
@@ -583,9 +615,15 @@ class PathManager:
         return cert.body.static_key
 
     def _path_for(self, user: str, device_id: bytes, static: bytes) -> PeerPath:
-        """The path a new incoming attempt fills: an existing one with this peer, or new."""
+        """The path a new incoming attempt fills: an existing one with this peer, or the
+        one our own attempt to this peer is establishing (both sides connected at once:
+        one path, whichever connection is installed first), or new."""
         for path in self.paths:
             if path.static_key == static and path.closed_reason is None:
+                return path
+        for attempt in self._attempts.values():
+            path = attempt.path
+            if attempt.controlling and path.static_key == static and path.closed_reason is None:
                 return path
         return PeerPath(user, device_id, static, initiator=False)
 
@@ -838,6 +876,7 @@ class PathManager:
         if first:
             path.established_ms = _ms_since(attempt.started)
         self._current[path] = attempt
+        self._bind_channel(attempt, pc)
         if old is not None:
             self._by_pc.pop(old, None)
             self._spawn(self._close_later(old, UPGRADE_GRACE_S if reason == "upgrade" else 0))
@@ -852,6 +891,28 @@ class PathManager:
             self._release_unused(attempt)
             self._spawn(self._retire(attempt))
         log.info("path to %s: %s %s -> %s (%s)", path.user, kind, local, pc.address, reason)
+
+    def _bind_channel(self, attempt: _Attempt, pc: PeerConnection) -> None:
+        """A connection through our relay allocation: bind a channel to its peer.
+
+        The controlling side binds before it connects; the controlled side does
+        it here, so that datagrams travel as two-byte channel-data frames in both
+        directions and on both legs, not as ``relay.send``/``relay.data`` notices
+        (larger, and parsed on every datagram by the supernode and by us).
+        """
+        allocation = attempt.allocation
+        if allocation is None or self._base_of(pc) != allocation.base:
+            return
+        peer = Address.of(*pc.address)
+        if peer not in allocation.channels:
+            self._spawn(self._bind_now(allocation, peer))
+
+    async def _bind_now(self, allocation: RelayAllocationHandle, peer: Address) -> None:
+        try:
+            await allocation.bind(peer)
+        except EndpointError as exc:
+            self.dropped["relay:bind-failed"] += 1
+            log.info("relay channel to %s refused: %s", peer, exc)
 
     def _local_address(self, attempt: _Attempt, pc: PeerConnection) -> Address:
         base = self._base_of(pc)

@@ -32,6 +32,15 @@ Rules:
   per allocation, the largest payload, and token buckets for packets/s and
   bytes/s per allocation (both directions together) and bytes/s for the
   whole relay;
+* two tiers per allocation. The *guaranteed* budget (``packets_per_s``,
+  ``bytes_per_s``: 5,000 packets/s, 4 MB/s) is far above a call and may use
+  the relay's whole bandwidth. A file transfer needs more: the *bulk* budget
+  (``bulk_packets_per_s``, ``bulk_bytes_per_s``: another 40,000 packets/s
+  and 32 MB/s) is spent only once the guaranteed one is empty, and only
+  while the relay's bandwidth bucket stays above ``bulk_reserve`` of its
+  burst. So one allocation never exceeds 45,000 packets/s and 36 MB/s, and
+  bulk traffic uses only spare capacity: when the relay is busy it is
+  refused first (``bulk-bandwidth``) and calls keep the reserved half;
 * no amplification: a datagram arriving on a relayed port from anyone
   never causes anything to be sent back to its source. It is either
   delivered to the allocation's owner over the owner's authenticated
@@ -87,6 +96,13 @@ class RelayConfig:
     packet_burst: float = 1000.0
     bytes_per_s: float = 4_000_000.0  # per allocation (32 Mbit/s)
     byte_burst: float = 800_000.0
+    # the bulk tier, spent after the guaranteed one (0: no bulk tier); sized for a
+    # file transfer of over 20 MiB/s: ~1,100-byte datagrams one way, acks the other
+    bulk_packets_per_s: float = 40_000.0
+    bulk_packet_burst: float = 4000.0
+    bulk_bytes_per_s: float = 32_000_000.0  # (256 Mbit/s)
+    bulk_byte_burst: float = 3_200_000.0
+    bulk_reserve: float = 0.5  # of total_byte_burst, kept for guaranteed traffic
     total_bytes_per_s: float = 100_000_000.0  # the whole relay
     total_byte_burst: float = 10_000_000.0
     allow_loopback_peers: bool = False  # tests and a relay bound to loopback only
@@ -160,6 +176,7 @@ class RelayAllocation:
     expires: float
     packets: TokenBucket
     bytes: TokenBucket
+    bulk: tuple[TokenBucket, TokenBucket] | None = None  # (packets, bytes) of the bulk tier
     relayed: Address | None = None  # set once the shell has opened the port
     permissions: dict[IPAddress, float] = field(default_factory=dict)  # peer IP -> expiry
     channels: dict[int, tuple[Address, float]] = field(default_factory=dict)
@@ -232,6 +249,7 @@ class RelayTable:
             now + self._lifetime(lifetime),
             TokenBucket(cfg.packets_per_s, cfg.packet_burst, now),
             TokenBucket(cfg.bytes_per_s, cfg.byte_burst, now),
+            self._bulk_buckets(now),
         )
         self.allocations[relay_id] = allocation
         self.per_user[owner[0]] += 1
@@ -398,15 +416,44 @@ class RelayTable:
         # take_all, unrolled: this runs for every relayed datagram
         packets, octets, total = allocation.packets, allocation.bytes, self.total
         if packets.refill(now) < 1.0:
-            return self._drop("rate-packets")
+            return self._charge_bulk(allocation, size, now, "rate-packets")
         if octets.refill(now) < size:
-            return self._drop("rate-bytes")
+            return self._charge_bulk(allocation, size, now, "rate-bytes")
         if total.refill(now) < size:
             return self._drop("bandwidth")
         packets.tokens -= 1.0
         octets.tokens -= size
         total.tokens -= size
         return None
+
+    def _charge_bulk(
+        self, allocation: RelayAllocation, size: int, now: float, reason: str
+    ) -> Drop | None:
+        """The guaranteed tier cannot pay (``reason``): the bulk tier, from spare bandwidth."""
+        if allocation.bulk is None:
+            return self._drop(reason)
+        packets, octets = allocation.bulk
+        if packets.refill(now) < 1.0:
+            return self._drop(reason)
+        if octets.refill(now) < size:
+            return self._drop(reason)
+        total = self.total
+        if total.refill(now) - size < self.config.bulk_reserve * total.burst:
+            return self._drop("bulk-bandwidth")
+        packets.tokens -= 1.0
+        octets.tokens -= size
+        total.tokens -= size
+        self.counters["bulk_packets"] += 1
+        return None
+
+    def _bulk_buckets(self, now: float) -> tuple[TokenBucket, TokenBucket] | None:
+        cfg = self.config
+        if cfg.bulk_packets_per_s <= 0 or cfg.bulk_bytes_per_s <= 0:
+            return None
+        return (
+            TokenBucket(cfg.bulk_packets_per_s, cfg.bulk_packet_burst, now),
+            TokenBucket(cfg.bulk_bytes_per_s, cfg.bulk_byte_burst, now),
+        )
 
     # ------------------------------------------------------------ time
 

@@ -16,6 +16,14 @@ A :class:`RelayClient` wraps the secure connection to the home supernode
   :meth:`RelayClient.handle_message`; ``relay.data`` and channel frames go
   to the allocation's ``on_data(data, peer)``, ``relay.released`` ends it.
 
+Sending is batched: :meth:`RelayAllocationHandle.send` only queues the
+frame on the home connection's core, and the connection is serviced once
+per event-loop turn for everything that turn queued (as the supernode does
+towards owners). A bulk transfer sends a window of datagrams in one turn;
+servicing the connection once for all of them (sealing, re-arming its
+timer) instead of once per datagram is most of the client's relay cost. A
+frame waits for the end of the current loop turn at most.
+
 A relayed datagram that names no live allocation or channel is dropped and
 counted in :attr:`RelayClient.dropped`. Memory is bounded: permissions and
 channels per allocation are capped (:data:`MAX_PEERS`).
@@ -26,12 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 
+from hopline.connection import ConnectionClosedError
 from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
 from hopline.relay.framing import FrameError, channel_frame, is_channel_frame, parse_channel_frame
-from hopline.runtime.peer import ConnectionLost, EndpointError, PeerConnection
+from hopline.runtime.peer import EndpointError, PeerConnection
+from hopline.transport import TransportError
 from hopline.wire import Address, Message, WireError, decode, encode
 from hopline.wire.relay import (
     RelayAllocate,
@@ -114,12 +125,8 @@ class RelayAllocationHandle:
             frame = channel_frame(channel, data)
         else:
             frame = encode(RelaySend(relay_id=self.relay_id, peer=peer, data=data))
-        try:
-            self.client.pc.send_media(frame)
-        except ConnectionLost:
-            self.client.dropped["send:closed"] += 1
-            return
-        self.sent += 1
+        if self.client.queue_media(frame):
+            self.sent += 1
 
     def deliver(self, data: bytes, peer: Address) -> None:
         """A datagram from ``peer`` arrived on the relayed port."""
@@ -180,6 +187,28 @@ class RelayClient:
         self.dropped: Counter[str] = Counter()
         self._channels: dict[int, RelayAllocationHandle] = {}
         self._next_channel = CHANNEL_MIN
+        self._flush_pending = False
+
+    def queue_media(self, frame: bytes) -> bool:
+        """Queue ``frame`` on the home's unreliable channel, sent at the end of this loop
+        turn with the rest of the turn's frames; False (counted) if it cannot be."""
+        try:
+            self.pc.core.send_media(frame, time.time())
+        except ConnectionClosedError:
+            self.dropped["send:closed"] += 1
+            return False
+        except TransportError as exc:  # the home's send queue is full
+            self.dropped[f"send:{exc.reason}"] += 1
+            return False
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if not self.pc.closed.done():
+            self.pc.service()
 
     async def request(self, message: Message) -> Message:
         """A relay request on the home connection (errors raise EndpointError)."""

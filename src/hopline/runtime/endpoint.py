@@ -19,6 +19,13 @@ dropped and counted in :attr:`Endpoint.dropped`, after one last offer to
 ``raw_handler`` (a datagram that is neither a connection's nor a handshake
 init: the supernode's STUN service, :mod:`hopline.nat.service`, takes STUN
 messages there and answers with :meth:`Endpoint.send_raw`).
+
+Received datagrams are fed to their connection's core at once, but the
+connection is *serviced* (its events handed out, its replies and ACKs sent,
+its timer re-armed) once per event-loop turn for every datagram that turn
+brought: a burst of a bulk transfer costs one service, one ACK and one timer
+arming instead of one each per datagram. Nothing waits longer than the end of
+the current loop turn.
 """
 
 from __future__ import annotations
@@ -121,6 +128,7 @@ class Endpoint:
         self._dual = False  # the UDP socket is dual-stack: IPv4 peers go to ::ffff:a.b.c.d
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._received: dict[PeerConnection, None] = {}  # to service at the end of this turn
 
     # ------------------------------------------------------------ sockets
 
@@ -330,7 +338,7 @@ class Endpoint:
         key = (base, address)
         for pc in (self.connections.get(key), self._replacements.get(key)):
             if pc is not None and pc.core.receive_datagram(data, time.time()):
-                pc.service()
+                self._service_soon(pc)
                 return True
         if not hs.looks_like_init(data):
             return False
@@ -340,6 +348,17 @@ class Endpoint:
         if accepted is not None:
             accepted.service()
         return True
+
+    def _service_soon(self, pc: PeerConnection) -> None:
+        """Service ``pc`` at the end of this loop turn, with whatever else the turn brings."""
+        if not self._received:
+            asyncio.get_running_loop().call_soon(self._service_received)
+        self._received[pc] = None
+
+    def _service_received(self) -> None:
+        received, self._received = self._received, {}
+        for pc in received:
+            pc.service()
 
     def _yield_to(self, key: tuple[str, Addr], init: bytes) -> bool:
         """Simultaneous open: both sides sent an init. Both see the same two

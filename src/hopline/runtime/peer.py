@@ -115,7 +115,7 @@ class PeerConnection:
         # a server-side handshake that fails has nobody awaiting it: its reason
         # lives on in ``closed`` and the core's counters
         self.established.add_done_callback(_retrieve)
-        self._timer = CoreTimer(self._on_timer)
+        self._timer = CoreTimer(self._on_timer, lazy=True)  # re-armed after every datagram
         self.incoming = asyncio.Queue(INCOMING_QUEUE)
         self.media = asyncio.Queue(INCOMING_QUEUE)
 

@@ -1,0 +1,83 @@
+"""RelayClient sending through a real supernode process: one loop turn, one flush."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from hopline.connection import Expectation
+from hopline.demo.cluster import Cluster, Proc
+from hopline.identity import CertificateVerifier, Role
+from hopline.relay.client import RelayClient
+from hopline.runtime.endpoint import Endpoint
+from hopline.testing.network import logged_in, start_network
+from hopline.wire import Address
+
+
+class UdpPeer(asyncio.DatagramProtocol):
+    """A plain UDP socket recording what it receives."""
+
+    def __init__(self) -> None:
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.received.put_nowait(data)
+
+    @property
+    def address(self) -> Address:
+        assert self.transport is not None
+        return Address.of(*self.transport.get_extra_info("sockname")[:2])
+
+
+@pytest.fixture
+def supernode(tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
+    with Cluster(tmp_path / "logs") as cluster:
+        ls, nodes = start_network(cluster, tmp_path, supernodes=1)
+        yield ls, nodes[0]
+
+
+async def test_sends_of_one_loop_turn_leave_in_one_flush(
+    supernode: tuple[Proc, Proc], tmp_path: Path
+) -> None:
+    ls, sn = supernode
+    profile = await logged_in(tmp_path, ls, "alice")
+    endpoint = Endpoint(
+        static=profile.keys.static,
+        certificate=profile.certificate,
+        verifier=CertificateVerifier(profile.ls_key),
+    )
+    home = Address.parse(sn.ready["listen"]).as_tuple()
+    pc = await endpoint.connect(home, Expectation(role=Role.SUPERNODE))
+    client = RelayClient(pc)
+    _, bob = await asyncio.get_running_loop().create_datagram_endpoint(
+        UdpPeer, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        allocation = await client.allocate()
+        await allocation.bind(bob.address)
+        await asyncio.sleep(0.2)  # the bind's ACK is out: the link is quiet
+        before = pc.core.link.stats.datagrams_sent
+        for i in range(40):
+            allocation.send(b"frame %02d" % i, bob.address)
+        # queued on the home connection's core, nothing sent yet
+        assert pc.core.link.stats.datagrams_sent == before
+        assert allocation.sent == 40
+        got = [await asyncio.wait_for(bob.received.get(), 5) for _ in range(40)]
+        assert got == [b"frame %02d" % i for i in range(40)]
+        # one flush for the turn: the link bundled the 40 small frames
+        assert pc.core.link.stats.datagrams_sent - before <= 4
+        pc.close()
+        allocation.send(b"after close", bob.address)
+        assert client.dropped["send:closed"] == 1 and allocation.sent == 40
+    finally:
+        if bob.transport is not None:
+            bob.transport.close()
+        endpoint.close()
