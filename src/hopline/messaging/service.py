@@ -20,11 +20,14 @@ wires them to one logged-in device's session and paths:
   service waits briefly for the ``msg.ack``; what is not acknowledged in
   time, and everything for offline devices, goes to the home supernode in
   ``offline.store``. Envelopes the supernode cannot take now wait in a
-  bounded outbox that is retried in the background. Presence is
-  ephemeral: it is never stored offline.
+  bounded outbox that is retried in the background; so does a message
+  whose recipient cannot be looked up (the home is gone), and its copies
+  for this user's other devices, sealed once the lookup works again.
+  Presence is ephemeral: it is never stored offline.
 * **Receiving**: ``msg.deliver`` on any attached path and the pages of
-  ``offline.fetch`` (at start and then periodically) are opened with the
-  sender's certificate key (looked up once, then cached), applied exactly
+  ``offline.fetch`` (at start, at once on a new home supernode, and
+  periodically) are opened with the sender's certificate key (looked up
+  once, then cached), applied exactly
   once to the conversation log and the history, answered with ``msg.ack``
   or ``offline.ack``, reported through ``on_event``, and chat messages are
   answered with a delivered receipt to the sender.
@@ -352,7 +355,7 @@ class MessagingService:
     async def _background(self) -> None:
         """Retry the outbox and fetch offline messages now and then."""
         loop = asyncio.get_running_loop()
-        fetched = loop.time()
+        fetched, rehomes = loop.time(), self.session.rehomes
         while True:
             await asyncio.sleep(self.config.retry_s)
             try:
@@ -360,9 +363,10 @@ class MessagingService:
                     await self._retry_unsealed()
                 if self.outbox:
                     await self._retry_outbox()
-                if loop.time() - fetched >= self.config.fetch_every_s:
-                    fetched = loop.time()
-                    await self.fetch_offline()
+                moved = self.session.rehomes != rehomes and self.session.connected
+                if moved or loop.time() - fetched >= self.config.fetch_every_s:
+                    fetched, rehomes = loop.time(), self.session.rehomes
+                    await self.fetch_offline()  # at once on a new home: what waited meanwhile
             except Exception:  # a bug in one round must not stop the retries: logged, counted
                 log.exception("messaging background round failed")
                 self.dropped["background-error"] += 1
@@ -553,9 +557,11 @@ class MessagingService:
     async def _seal_for(
         self, users: Iterable[str], stamp: _Stamp, *, own: MessageKind | None, keep: bool = True
     ) -> list[_Outgoing]:
-        """Envelopes for every device of ``users``; a user that cannot be looked up now
+        """Envelopes for every device of ``users`` (and, with ``own``, copies of that kind
+        for our other devices); a user that cannot be looked up now, ourselves included,
         waits (unsealed) in the outbox when ``keep``."""
         outgoing: list[_Outgoing] = []
+        unreachable = False  # a lookup failed: the home is gone, ours would fail too
         for user in sorted({u for u in users if u != self.me}):
             try:
                 devices = await self._devices(user)
@@ -563,11 +569,31 @@ class MessagingService:
                 self.dropped[f"send-{exc.reason}"] += 1
                 if exc.reason == "lookup-failed" and keep:
                     self._hold(user, stamp, stamp.kind)
+                unreachable |= exc.reason == "lookup-failed"
                 continue
             outgoing += [self._seal(d, stamp, stamp.kind, keep) for d in devices]
         if own is not None:
-            outgoing += [self._seal(d, stamp, own, keep) for d in await self._own_devices()]
+            outgoing += await self._seal_own(stamp, own, keep, look_up=not unreachable)
         return outgoing
+
+    async def _seal_own(
+        self, stamp: _Stamp, kind: MessageKind, keep: bool, *, look_up: bool = True
+    ) -> list[_Outgoing]:
+        """Copies of ``stamp`` as ``kind`` for this user's other devices. When our own
+        lookup fails (the home is gone; ``look_up=False``: it just failed for another
+        user) and other devices of ours were seen, the copies wait unsealed like a
+        recipient's, so those devices still get what this one sent."""
+        try:
+            if not look_up:
+                raise MessagingError("lookup-failed", self.me)
+            devices = await self._devices(self.me)
+        except MessagingError as exc:
+            self.dropped[f"own-{exc.reason}"] += 1
+            others = [d for d in self._known.get(self.me, ()) if d != self.device]
+            if exc.reason == "lookup-failed" and keep and others:
+                self._hold(self.me, stamp, kind)
+            return []
+        return [self._seal(d, stamp, kind, keep) for d in devices if d.device_id != self.device]
 
     def _hold(self, user: str, stamp: _Stamp, kind: MessageKind) -> None:
         """Keep a message whose recipient could not be looked up, to seal it later."""
@@ -698,6 +724,7 @@ class MessagingService:
             )
         except (EndpointError, TimeoutError) as exc:
             log.info("offline.store failed: %s", exc)
+            self.session.check_home_soon()  # a dead home shows now, not at the next ping
             reply = None
         if not isinstance(reply, OfflineStoreReply):
             self._queue(group, outcome)
@@ -733,6 +760,9 @@ class MessagingService:
         self.unsealed.clear()
         outgoing: list[_Outgoing] = []
         for (user, _, kind), stamp in held:
+            if user == self.me:  # copies for our other devices
+                outgoing += await self._seal_own(stamp, kind, keep=True)
+                continue
             stamp.kind = kind
             outgoing += await self._seal_for([user], stamp, own=None)
         if outgoing:

@@ -129,14 +129,13 @@ class DirectoryService(OverlayService):
                 raise ServiceError(ErrorCode.BAD_REQUEST, f"record refused: {exc}") from None
             accepted, expires = 1, result.expires
         remote = [node for node in owners if node != self.node_id]
-        replicas = [asyncio.create_task(self._replicate(n, [record])) for n in remote]
-        for done in asyncio.as_completed(replicas):
-            if accepted:  # stored somewhere: the other replicas finish in the background
-                for replica in replicas:
-                    self._tasks.add(replica)
-                    replica.add_done_callback(self._tasks.discard)
-                break
-            accepted += await done
+        pending = {asyncio.create_task(self._replicate(n, [record])) for n in remote}
+        while not accepted and pending:  # answered once one owner stored it
+            done, pending = await asyncio.wait(pending, return_when=FIRST_COMPLETED)
+            accepted += sum(replica.result() for replica in done)
+        for replica in pending:  # the other replicas finish in the background
+            self._tasks.add(replica)
+            replica.add_done_callback(self._tasks.discard)
         if accepted == 0:
             raise ServiceError(ErrorCode.UNAVAILABLE, "no owner of this user's slot stored it")
         self.counters["publishes"] += 1
