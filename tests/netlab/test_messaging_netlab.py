@@ -16,7 +16,7 @@ public segment over TCP, relayed by a supernode).
   and by its counters), alice sends 1,000 numbered messages from one SDK
   program; bob's history holds all of them, once each, in order.
 * Everything that crosses the public segment — where both supernodes live —
-  is sniffed for the whole module (:mod:`hopline.netlab.sniff`, UDP and
+  is sniffed for the whole module (:mod:`hopline.netlab.capture` with ``--tcp``, UDP and
   TCP); no payload, and no file in the supernodes' data directories (their
   offline SQLite store included, after it held messages for a user who was
   offline), contains the random marker every message text carries, in
@@ -46,11 +46,10 @@ import pytest
 
 from hopline.demo.cluster import hopline_command
 from hopline.netlab import Lab, LabProcess
-from hopline.netlab.capture import read_capture
+from hopline.netlab.capture import Segment, parse_segment, read_capture
 from hopline.netlab.impair import Loss, loss_ruleset
 from hopline.netlab.nat import NatClass
 from hopline.netlab.network import SUPERNODE_PORT, LabNetwork
-from hopline.netlab.sniff import Segment, parse_segment
 
 T = TypeVar("T")
 USERS = {  # user: (host, NAT class)
@@ -149,7 +148,7 @@ def each(work: Callable[[str], T], users: Iterable[str] = USERS) -> dict[str, T]
 
 def sniff(net: LabNetwork, host: str, name: str) -> tuple[LabProcess, Path]:
     out = net.workdir / f"sniff-{name}.jsonl"
-    argv = [sys.executable, "-m", "hopline.netlab.sniff", "--out", str(out)]
+    argv = [sys.executable, "-m", "hopline.netlab.capture", "--out", str(out), "--tcp"]
     process = net.lab.run(host, argv, label=f"sniff-{name}")
     process.wait_ready(10)
     return process, out

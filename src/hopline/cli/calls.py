@@ -36,7 +36,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hopline.api import models as m
-from hopline.cli.common import JsonOption, ProfileOption
+from hopline.cli.common import JsonOption, ProfileOption, checked_path_length
 from hopline.cli.daemon import call_daemon
 from hopline.cli.output import CliError, UsageError, emit_json, human
 from hopline.sdk import Client, HoplineError
@@ -99,7 +99,7 @@ def _existing_file(path: Path) -> str:
     full = path.expanduser().absolute()
     if not full.is_file():
         raise UsageError(f"--play: no such file: {path}")
-    return _checked_length("--play", full)
+    return checked_path_length("--play", full)
 
 
 def _writable_target(path: Path) -> str:
@@ -108,14 +108,7 @@ def _writable_target(path: Path) -> str:
         raise UsageError(f"--record: {path} is a directory")
     if not full.parent.is_dir():
         raise UsageError(f"--record: no such directory: {full.parent}")
-    return _checked_length("--record", full)
-
-
-def _checked_length(option: str, path: Path) -> str:
-    text = str(path)
-    if len(text) > m.MAX_PATH_CHARS:
-        raise UsageError(f"{option}: the path is longer than {m.MAX_PATH_CHARS} characters")
-    return text
+    return checked_path_length("--record", full)
 
 
 def checked_call_id(call_id: str) -> str:

@@ -92,3 +92,13 @@ def run_network(coroutine: Coroutine[Any, Any, T], what: str) -> T:
         raise UsageError(str(exc)) from None
     except PermissionError as exc:
         raise CliError(f"{what}: {exc}") from None
+
+
+def checked_path_length(what: str, path: Path) -> str:
+    """``path`` as text, unless it is longer than the API takes (a UsageError naming ``what``)."""
+    from hopline.api.models import MAX_PATH_CHARS
+
+    text = str(path)
+    if len(text) > MAX_PATH_CHARS:
+        raise UsageError(f"{what}: the path is longer than {MAX_PATH_CHARS} characters")
+    return text

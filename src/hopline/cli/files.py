@@ -41,7 +41,7 @@ from rich.table import Table
 from hopline.api import models as m
 from hopline.cli.calls import Interrupt
 from hopline.cli.chat import checked_user
-from hopline.cli.common import JsonOption, ProfileOption
+from hopline.cli.common import JsonOption, ProfileOption, checked_path_length
 from hopline.cli.daemon import call_daemon
 from hopline.cli.output import CliError, UsageError, emit_json, human, stderr
 from hopline.sdk import Client, HoplineError
@@ -71,7 +71,7 @@ def checked_file(path: Path) -> str:
     full = path.expanduser().absolute()
     if not full.is_file():
         raise UsageError(f"PATH: no such file: {path}")
-    return _checked_length("PATH", full)
+    return checked_path_length("PATH", full)
 
 
 def checked_directory(path: Path) -> str:
@@ -79,14 +79,7 @@ def checked_directory(path: Path) -> str:
     full = path.expanduser().absolute()
     if not full.is_dir():
         raise UsageError(f"--to: no such directory: {path}")
-    return _checked_length("--to", full)
-
-
-def _checked_length(what: str, path: Path) -> str:
-    text = str(path)
-    if len(text) > m.MAX_PATH_CHARS:
-        raise UsageError(f"{what}: the path is longer than {m.MAX_PATH_CHARS} characters")
-    return text
+    return checked_path_length("--to", full)
 
 
 def checked_transfer_id(given: str) -> str:
