@@ -172,13 +172,12 @@ async def test_a_100_mb_file_arrives_intact_over_a_direct_path(
 async def test_a_file_arrives_intact_over_a_forced_relay(
     relayed_pair: tuple[Device, Device], tmp_path: Path
 ) -> None:
-    # 32 MB, not 100: through a supernode's relay on this loopback a transfer runs at about
-    # 2.5-3 MB/s (about 4,600 datagrams/s each way, none dropped by the relay), so 100 MB
-    # takes about 40 s; benchmarks/files.py --loopback moves 100 MB relayed and checks it.
+    # through a supernode's relay on this loopback 100 MB takes 15-40 s (benchmarks/files.py
+    # --loopback); the generous timeout is for a machine busy with other work
     alice, bob = relayed_pair
-    size = 32 * MB
+    size = 100 * MB
     source = random_file(tmp_path / "outbox", size, name="relayed.bin")
-    done, got = await transfer(alice, bob, source, timeout=80)
+    done, got = await transfer(alice, bob, source, timeout=300)
     assert got["state"] == "complete" and done["state"] == "complete", (done, got)
     assert got["path"] == "relay" and done["path"] == "relay"
     assert sha256_of(Path(got["saved_to"])) == sha256_of(source)
