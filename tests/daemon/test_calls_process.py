@@ -9,7 +9,6 @@ exit codes and recordings are checked.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -23,10 +22,9 @@ import httpx
 import pytest
 
 from hopline.daemon.files import INFO_FILE, TOKEN_FILE
-from hopline.demo.cluster import hopline_command
 from hopline.sdk import Client, HoplineError
 from hopline.testing.daemons import DaemonNet as Net
-from hopline.testing.network import PASSWORD
+from hopline.testing.daemons import finished
 
 SPEECH = (
     "Hello Bob, this is Alice calling over Hopline. The quick brown fox jumps over "
@@ -60,33 +58,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wav_seconds(path: Path) -> float:
     with wave.open(str(path), "rb") as audio:
         return audio.getnframes() / audio.getframerate()
-
-
-def start(net: Net, name: str, *args: str) -> subprocess.Popen[str]:
-    """``hopline ARGS`` for ``name`` in the background (as a second terminal would)."""
-    env = {**os.environ, "HOPLINE_PROFILE": str(net.workdir / name), "HOPLINE_PASSWORD": PASSWORD}
-    return subprocess.Popen(
-        hopline_command(*args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def finished(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any] | None, str]:
-    """Exit code, the one JSON document on stdout (with --json, if any), and stderr."""
-    try:
-        out, err = proc.communicate(timeout=CALL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"still running after {CALL_TIMEOUT_S} s: {err}") from None
-    if "--json" not in proc.args:  # type: ignore[operator]
-        return proc.returncode, None, err + out
-    lines = out.splitlines()
-    assert len(lines) <= 1, out  # at most one JSON document
-    return proc.returncode, json.loads(lines[0]) if lines else None, err
 
 
 @pytest.fixture
@@ -139,20 +110,20 @@ def test_alice_calls_bob_with_speech_and_bob_records_it(
     alice_bob: Net, speech: Path, procs: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     recording = tmp_path / "bob-heard.wav"
-    bob = start(alice_bob, "bob", "answer", "--auto", "--record", str(recording), "--json")
+    bob = alice_bob.start("bob", "answer", "--auto", "--record", str(recording), "--json")
     procs.append(bob)
-    alice = start(
-        alice_bob, "alice", "call", "bob", "--play", str(speech), "--seconds", "4", "--json"
+    alice = alice_bob.start(
+        "alice", "call", "bob", "--play", str(speech), "--seconds", "4", "--json"
     )
     procs.append(alice)
     during = wait_active(alice_bob, "alice")  # `calls --json` lists the call while it runs
     assert during["peer"] == "bob" and during["direction"] == "outgoing"
     assert during["play"] == str(speech)
-    code, called, err = finished(alice)
+    code, called, err = finished(alice, CALL_TIMEOUT_S)
     assert code == 0, err
     assert "talking with bob" in err and "MOS" in err  # live progress went to stderr
     assert assert_ended_report(called, "bob")["packets_received"] > 100
-    code, heard, err = finished(bob)
+    code, heard, err = finished(bob, CALL_TIMEOUT_S)
     assert code == 0, err
     report = assert_ended_report(heard, "alice")
     assert report["direction"] == "incoming" and report["codec"].startswith("opus")
@@ -167,29 +138,29 @@ def test_alice_calls_bob_with_speech_and_bob_records_it(
 def test_json_report_of_the_caller(
     alice_bob: Net, speech: Path, procs: list[subprocess.Popen[str]]
 ) -> None:
-    procs.append(start(alice_bob, "bob", "answer", "--auto", "--json", "--timeout", "60"))
-    alice = start(
-        alice_bob, "alice", "call", "bob", "--play", str(speech), "--seconds", "3", "--json"
+    procs.append(alice_bob.start("bob", "answer", "--auto", "--json", "--timeout", "60"))
+    alice = alice_bob.start(
+        "alice", "call", "bob", "--play", str(speech), "--seconds", "3", "--json"
     )
     procs.append(alice)
-    code, report, err = finished(alice)
+    code, report, err = finished(alice, CALL_TIMEOUT_S)
     assert code == 0, err
     report = assert_ended_report(report, "bob")
     assert list(report)[:3] == ["state", "duration_s", "path"]  # the contract's order
     assert report["end_reason"] == "hangup" and report["packets_received"] > 100
     assert report["mos_estimate"] is not None and 1.0 <= report["mos_estimate"] <= 4.5
-    assert finished(procs[0])[0] == 0
+    assert finished(procs[0], CALL_TIMEOUT_S)[0] == 0
 
 
 def test_hangup_by_the_callee_ends_both(alice_bob: Net, procs: list[subprocess.Popen[str]]) -> None:
-    bob = start(alice_bob, "bob", "answer", "--auto", "--json", "--timeout", "60")
-    alice = start(alice_bob, "alice", "call", "bob", "--json")  # no --seconds: talks until hung up
+    bob = alice_bob.start("bob", "answer", "--auto", "--json", "--timeout", "60")
+    alice = alice_bob.start("alice", "call", "bob", "--json")  # no --seconds: talks until hung up
     procs.extend((bob, alice))
     call = wait_active(alice_bob, "bob")
     hung = json.loads(alice_bob.cli("bob", "hangup", call["call_id"], "--json").stdout)
     assert hung["call_id"] == call["call_id"]
     for proc, peer in ((alice, "bob"), (bob, "alice")):
-        code, report, err = finished(proc)
+        code, report, err = finished(proc, CALL_TIMEOUT_S)
         assert code == 0, err
         assert assert_ended_report(report, peer)["end_reason"] == "hangup"
     wait_no_live_calls(alice_bob, "alice")
@@ -198,31 +169,31 @@ def test_hangup_by_the_callee_ends_both(alice_bob: Net, procs: list[subprocess.P
 def test_ctrl_c_hangs_up_reports_and_exits_130(
     alice_bob: Net, procs: list[subprocess.Popen[str]]
 ) -> None:
-    bob = start(alice_bob, "bob", "answer", "--auto", "--json", "--timeout", "60")
-    alice = start(alice_bob, "alice", "call", "bob", "--json")
+    bob = alice_bob.start("bob", "answer", "--auto", "--json", "--timeout", "60")
+    alice = alice_bob.start("alice", "call", "bob", "--json")
     procs.extend((bob, alice))
     wait_active(alice_bob, "alice")
     alice.send_signal(signal.SIGINT)
-    code, report, err = finished(alice)
+    code, report, err = finished(alice, CALL_TIMEOUT_S)
     assert code == 130, err
     assert assert_ended_report(report, "bob")["end_reason"] == "hangup"
     assert err.strip().splitlines()[-1].startswith("hopline: interrupted")
-    code, report, err = finished(bob)
+    code, report, err = finished(bob, CALL_TIMEOUT_S)
     assert code == 0 and assert_ended_report(report, "alice")["state"] == "ended", err
 
 
 def test_hangup_without_an_id_ends_the_live_call(
     alice_bob: Net, procs: list[subprocess.Popen[str]]
 ) -> None:
-    bob = start(alice_bob, "bob", "answer", "--auto", "--timeout", "60")
-    alice = start(alice_bob, "alice", "call", "bob")
+    bob = alice_bob.start("bob", "answer", "--auto", "--timeout", "60")
+    alice = alice_bob.start("alice", "call", "bob")
     procs.extend((bob, alice))
     wait_active(alice_bob, "alice")
     done = alice_bob.cli("alice", "hangup")
     assert "hung up" in done.stdout and "bob" in done.stdout
-    code, _, shown = finished(alice)
+    code, _, shown = finished(alice, CALL_TIMEOUT_S)
     assert code == 0 and "ended, hangup" in shown and "MOS estimate" in shown, shown
-    assert finished(bob)[0] == 0
+    assert finished(bob, CALL_TIMEOUT_S)[0] == 0
     assert "no calls" not in alice_bob.cli("alice", "calls").stdout  # ended calls stay a minute
 
 
@@ -242,24 +213,24 @@ def wait_ringing(net: Net, name: str, timeout: float = 30.0) -> dict[str, Any]:
 def test_answer_picks_up_the_call_ringing_now(
     alice_bob: Net, procs: list[subprocess.Popen[str]]
 ) -> None:
-    alice = start(alice_bob, "alice", "call", "bob", "--seconds", "2", "--json")
+    alice = alice_bob.start("alice", "call", "bob", "--seconds", "2", "--json")
     procs.append(alice)
     ringing = wait_ringing(alice_bob, "bob")
     done = alice_bob.cli("bob", "answer", "--json")
     report = assert_ended_report(json.loads(done.stdout), "alice")
     assert report["call_id"] == ringing["call_id"] and report["end_reason"] == "hangup"
-    code, called, err = finished(alice)
+    code, called, err = finished(alice, CALL_TIMEOUT_S)
     assert code == 0 and assert_ended_report(called, "bob")["duration_s"] >= 1.5, err
 
 
 def test_a_rejected_call_exits_1_after_its_report(
     alice_bob: Net, procs: list[subprocess.Popen[str]]
 ) -> None:
-    alice = start(alice_bob, "alice", "call", "bob", "--json")
+    alice = alice_bob.start("alice", "call", "bob", "--json")
     procs.append(alice)
     ringing = wait_ringing(alice_bob, "bob")
     alice_bob.cli("bob", "hangup", ringing["call_id"][:8])  # the start of the id is enough
-    code, report, err = finished(alice)
+    code, report, err = finished(alice, CALL_TIMEOUT_S)
     assert code == 1, err
     assert assert_ended_report(report, "bob")["end_reason"] == "rejected"
     assert err.strip().splitlines()[-1] == "hopline: the call with bob ended: rejected"

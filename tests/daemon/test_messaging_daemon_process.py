@@ -23,9 +23,8 @@ import httpx
 import pytest
 
 from hopline.daemon.files import INFO_FILE, TOKEN_FILE
-from hopline.demo.cluster import hopline_command
 from hopline.testing.daemons import DaemonNet as Net
-from hopline.testing.network import PASSWORD
+from hopline.testing.daemons import finished
 
 USERS = ("alice", "bob", "carol")
 ARRIVAL_S = 30.0  # how long a message, receipt or presence may take to show up
@@ -188,14 +187,6 @@ def test_a_group_of_three_made_with_the_cli(people: Net) -> None:
     assert renamed["name"] == "supper club" and renamed["group_id"] == group_id
 
 
-def start(net: Net, name: str, *args: str) -> subprocess.Popen[str]:
-    """``hopline ARGS`` for ``name`` in the background (as a second terminal would)."""
-    env = {**os.environ, "HOPLINE_PROFILE": str(net.workdir / name), "HOPLINE_PASSWORD": PASSWORD}
-    return subprocess.Popen(
-        hopline_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-
-
 @pytest.fixture
 def procs() -> Iterator[list[subprocess.Popen[str]]]:
     """Background commands a test started; any still running at its end are killed."""
@@ -205,21 +196,6 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-
-
-def finished(proc: subprocess.Popen[str]) -> tuple[int, dict[str, Any] | None, str]:
-    """Exit code, the one JSON document on stdout (if any), and stderr."""
-    try:
-        out, err = proc.communicate(timeout=FILE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"still running after {FILE_TIMEOUT_S} s: {err}") from None
-    if "--json" not in proc.args:  # type: ignore[operator]
-        return proc.returncode, None, err + out
-    lines = out.splitlines()
-    assert len(lines) <= 1, out  # at most one JSON document
-    return proc.returncode, json.loads(lines[0]) if lines else None, err
 
 
 def offer_to(net: Net, name: str, sender: str, file_name: str) -> dict[str, Any]:
@@ -245,14 +221,14 @@ def test_send_file_of_3_mb_arrives_intact(
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    sender = start(people, "bob", "send-file", "alice", str(source), "--json")
+    sender = people.start("bob", "send-file", "alice", str(source), "--json")
     procs.append(sender)
     offer = offer_to(people, "alice", "bob", "holiday.bin")
     assert offer["size"] == FILE_BYTES and offer["sha256"] == digest
     short = offer["transfer_id"][:8]  # the start of the id, as 'files list' shows it
     accepted = people.json("alice", "files", "accept", short, "--to", str(inbox))
     assert accepted["transfer_id"] == offer["transfer_id"]
-    code, report, err = finished(sender)
+    code, report, err = finished(sender, FILE_TIMEOUT_S)
     assert code == 0, err
     assert report is not None and report["state"] == "complete"
     assert report["bytes"] == FILE_BYTES and report["sha256"] == digest
@@ -273,12 +249,12 @@ def test_a_declined_file_makes_send_file_fail(
 ) -> None:
     source = tmp_path / "unwanted.txt"
     source.write_text("not for you\n")
-    sender = start(people, "carol", "send-file", "alice", str(source))
+    sender = people.start("carol", "send-file", "alice", str(source))
     procs.append(sender)
     offer = offer_to(people, "alice", "carol", "unwanted.txt")
     declined = people.json("alice", "files", "decline", offer["transfer_id"])
     assert declined["state"] == "declined"
-    code, _, shown = finished(sender)
+    code, _, shown = finished(sender, FILE_TIMEOUT_S)
     assert code == 1, shown
     assert "hopline: the transfer of unwanted.txt was declined by alice" in shown
     assert "unwanted.txt with alice: declined" in shown and "Traceback" not in shown

@@ -1,4 +1,5 @@
-"""RelayClient against a real supernode process: keep-alive, channels, release."""
+"""RelayClient against a real supernode process: keep-alive, channels, release, and
+one flush for the sends of one loop turn."""
 
 from __future__ import annotations
 
@@ -85,6 +86,45 @@ async def test_allocation_is_kept_alive_and_carries_both_ways(
         bob.transport.sendto(b"after", allocation.relayed.as_tuple())
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(got.get(), 0.5)
+    finally:
+        if bob.transport is not None:
+            bob.transport.close()
+        endpoint.close()
+
+
+async def test_sends_of_one_loop_turn_leave_in_one_flush(
+    supernode: tuple[Proc, Proc], tmp_path: Path
+) -> None:
+    ls, sn = supernode
+    profile = await logged_in(tmp_path, ls, "alice")
+    endpoint = Endpoint(
+        static=profile.keys.static,
+        certificate=profile.certificate,
+        verifier=CertificateVerifier(profile.ls_key),
+    )
+    home = Address.parse(sn.ready["listen"]).as_tuple()
+    pc = await endpoint.connect(home, Expectation(role=Role.SUPERNODE))
+    client = RelayClient(pc)
+    _, bob = await asyncio.get_running_loop().create_datagram_endpoint(
+        UdpPeer, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        allocation = await client.allocate()
+        await allocation.bind(bob.address)
+        await asyncio.sleep(0.2)  # the bind's ACK is out: the link is quiet
+        before = pc.core.link.stats.datagrams_sent
+        for i in range(40):
+            allocation.send(b"frame %02d" % i, bob.address)
+        # queued on the home connection's core, nothing sent yet
+        assert pc.core.link.stats.datagrams_sent == before
+        assert allocation.sent == 40
+        got = [await asyncio.wait_for(bob.received.get(), 5) for _ in range(40)]
+        assert [data for data, _ in got] == [b"frame %02d" % i for i in range(40)]
+        # one flush for the turn: the link bundled the 40 small frames
+        assert pc.core.link.stats.datagrams_sent - before <= 4
+        pc.close()
+        allocation.send(b"after close", bob.address)
+        assert client.dropped["send:closed"] == 1 and allocation.sent == 40
     finally:
         if bob.transport is not None:
             bob.transport.close()

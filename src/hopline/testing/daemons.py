@@ -50,6 +50,19 @@ class DaemonNet:
             raise AssertionError(f"hopline {' '.join(args)} failed: {done.stderr}")
         return done
 
+    def start(self, name: str, *args: str) -> subprocess.Popen[str]:
+        """``hopline ARGS`` for ``name`` in the background (as a second terminal would);
+        read its end with :func:`finished`."""
+        env = {**os.environ, "HOPLINE_PROFILE": str(self.workdir / name)}
+        env["HOPLINE_PASSWORD"] = PASSWORD
+        return subprocess.Popen(
+            hopline_command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
     def json(self, name: str, *args: str) -> Any:
         """Run a command with --json and parse its one document."""
         return json.loads(self.cli(name, *args, "--json").stdout)
@@ -64,3 +77,21 @@ class DaemonNet:
                 return status
             time.sleep(0.2)
         raise AssertionError(f"{name} not online: {status}")
+
+
+def finished(proc: subprocess.Popen[str], timeout: float) -> tuple[int, dict[str, Any] | None, str]:
+    """Exit code, the one JSON document on stdout (with --json, if any), and stderr.
+
+    A command still running after ``timeout`` is killed and fails the test.
+    """
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout} s: {err}") from None
+    if "--json" not in proc.args:  # type: ignore[operator]
+        return proc.returncode, None, err + out
+    lines = out.splitlines()
+    assert len(lines) <= 1, out  # at most one JSON document
+    return proc.returncode, json.loads(lines[0]) if lines else None, err
