@@ -14,7 +14,7 @@ from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc
 from hopline.identity import CertificateVerifier, Role
 from hopline.relay.client import RelayClient
-from hopline.runtime.endpoint import Endpoint
+from hopline.runtime.endpoint import Endpoint, PeerConnection
 from hopline.testing.network import logged_in, start_network
 from hopline.wire import Address
 
@@ -45,10 +45,10 @@ def supernode(tmp_path: Path) -> Iterator[tuple[Proc, Proc]]:
         yield ls, nodes[0]
 
 
-@pytest.mark.parametrize("tcp", [False, True])
-async def test_allocation_is_kept_alive_and_carries_both_ways(
+async def home_connection(
     supernode: tuple[Proc, Proc], tmp_path: Path, tcp: bool
-) -> None:
+) -> tuple[Endpoint, PeerConnection]:
+    """alice, logged in, connected to the supernode (over TCP or UDP)."""
     ls, sn = supernode
     profile = await logged_in(tmp_path, ls, "alice")
     endpoint = Endpoint(
@@ -57,7 +57,14 @@ async def test_allocation_is_kept_alive_and_carries_both_ways(
         verifier=CertificateVerifier(profile.ls_key),
     )
     home = Address.parse(sn.ready["listen"]).as_tuple()
-    pc = await endpoint.connect(home, Expectation(role=Role.SUPERNODE), tcp=tcp)
+    return endpoint, await endpoint.connect(home, Expectation(role=Role.SUPERNODE), tcp=tcp)
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_allocation_is_kept_alive_and_carries_both_ways(
+    supernode: tuple[Proc, Proc], tmp_path: Path, tcp: bool
+) -> None:
+    endpoint, pc = await home_connection(supernode, tmp_path, tcp)
     client = RelayClient(pc, tcp=tcp)
     endpoint.datagram_handler = lambda _pc, data: client.handle_datagram(data) and None
     loop = asyncio.get_running_loop()
@@ -95,15 +102,7 @@ async def test_allocation_is_kept_alive_and_carries_both_ways(
 async def test_sends_of_one_loop_turn_leave_in_one_flush(
     supernode: tuple[Proc, Proc], tmp_path: Path
 ) -> None:
-    ls, sn = supernode
-    profile = await logged_in(tmp_path, ls, "alice")
-    endpoint = Endpoint(
-        static=profile.keys.static,
-        certificate=profile.certificate,
-        verifier=CertificateVerifier(profile.ls_key),
-    )
-    home = Address.parse(sn.ready["listen"]).as_tuple()
-    pc = await endpoint.connect(home, Expectation(role=Role.SUPERNODE))
+    endpoint, pc = await home_connection(supernode, tmp_path, tcp=False)
     client = RelayClient(pc)
     _, bob = await asyncio.get_running_loop().create_datagram_endpoint(
         UdpPeer, local_addr=("127.0.0.1", 0)
