@@ -23,12 +23,13 @@ from hopline.calls.service import CallConfig, CallError, CallService, LiveCall, 
 from hopline.calls.state import CallState, CallTimeouts, EndReason
 from hopline.client import account
 from hopline.client.profile import Profile
-from hopline.client.session import ClientSession, SessionConfig
+from hopline.client.session import ClientSession
 from hopline.media.audio import AudioFileError, load_voice, write_wav
 from hopline.media.score import pesq_wb
-from hopline.path.checks import CheckConfig
-from hopline.path.manager import PathConfig, PathManager
+from hopline.path.manager import PathManager
 from hopline.testing.network import (
+    FAST_PATHS,
+    FAST_SESSION,
     PASSWORD,
     LoopbackNet,
     logged_in,
@@ -38,13 +39,6 @@ from hopline.testing.network import (
 from hopline.testing.speech import make_speech
 from hopline.wire.call import CallHangup, CallHold
 
-FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
-FAST_PATHS = PathConfig(
-    checks=CheckConfig(direct_wait_s=0.3, timeout_s=8.0),
-    keepalive_s=1.0,
-    ping_timeout_s=1.0,
-    connect_timeout_s=5.0,
-)
 CALLS = CallConfig(devices=False, timeouts=CallTimeouts(invite=8.0, ring=6.0, media=10.0))
 NAMES = itertools.count(1)
 SOURCES = itertools.count(1)

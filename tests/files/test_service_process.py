@@ -23,22 +23,22 @@ from typing import Any
 import pytest
 
 from hopline.client.profile import Profile
-from hopline.client.session import ClientSession, SessionConfig
+from hopline.client.session import ClientSession
 from hopline.files.service import FileConfig, FileService, FileServiceError, NoSuchTransfer
 from hopline.files.storage import hash_file
 from hopline.path.checks import CheckConfig
 from hopline.path.manager import PathConfig, PathManager
-from hopline.testing.network import LoopbackNet, logged_in, loopback_net, until
+from hopline.testing.network import (
+    FAST_PATHS,
+    FAST_SESSION,
+    LoopbackNet,
+    logged_in,
+    loopback_net,
+    until,
+)
 from hopline.wire.files import FileChunk, FileOffer
 
 MB = 1024 * 1024
-FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
-FAST_PATHS = PathConfig(
-    checks=CheckConfig(direct_wait_s=0.3, timeout_s=8.0),
-    keepalive_s=1.0,
-    ping_timeout_s=1.0,
-    connect_timeout_s=5.0,
-)
 RELAYED_PATHS = PathConfig(
     direct=False,
     checks=CheckConfig(direct_wait_s=0.3, timeout_s=8.0),

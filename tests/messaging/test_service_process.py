@@ -22,7 +22,7 @@ import pytest
 
 from hopline.client import account
 from hopline.client.profile import Profile
-from hopline.client.session import ClientSession, SessionConfig
+from hopline.client.session import ClientSession
 from hopline.messaging.envelope import MessageKind, MessageRecord, new_message_id, seal_envelope
 from hopline.messaging.groups import GroupOp, new_group_id
 from hopline.messaging.history import History
@@ -33,9 +33,10 @@ from hopline.messaging.service import (
     _Stamp,
     direct_conversation,
 )
-from hopline.path.checks import CheckConfig
-from hopline.path.manager import PathConfig, PathManager
+from hopline.path.manager import PathManager
 from hopline.testing.network import (
+    FAST_PATHS,
+    FAST_SESSION,
     PASSWORD,
     LoopbackNet,
     logged_in,
@@ -45,13 +46,6 @@ from hopline.testing.network import (
 from hopline.wire import Address
 from hopline.wire.messaging import MsgAck, MsgDeliver, SealedItem
 
-FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
-FAST_PATHS = PathConfig(
-    checks=CheckConfig(direct_wait_s=0.3, timeout_s=8.0),
-    keepalive_s=1.0,
-    ping_timeout_s=1.0,
-    connect_timeout_s=5.0,
-)
 CONFIG = MessagingConfig(retry_s=0.5, lookup_ttl_s=0.2)
 NAMES = itertools.count(1)
 OFFLINE_COUNT = 200  # four pages of offline.fetch

@@ -30,12 +30,11 @@ from hopline.path.checks import CheckConfig
 from hopline.path.hosts import interface_addresses
 from hopline.path.manager import PathConfig, PathManager
 from hopline.path.peer import PeerPath
-from hopline.testing.network import LoopbackNet, logged_in, loopback_net, until
+from hopline.testing.network import FAST_SESSION, LoopbackNet, logged_in, loopback_net, until
 from hopline.wire import Address, encode
 from hopline.wire.commands import Echo, EchoReply, Forward, Ping, Pong
 from hopline.wire.path import PathAnswer, PathOffer
 
-FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
 TCP_ONLY = SessionConfig(
     keepalive_s=0.5,
     ping_timeout_s=1.0,

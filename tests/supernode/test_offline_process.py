@@ -23,7 +23,7 @@ import pytest
 
 from hopline.client import account
 from hopline.client.profile import Profile
-from hopline.client.session import ClientSession, SessionConfig
+from hopline.client.session import ClientSession
 from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc, enrollment_token
 from hopline.identity import CertificateVerifier, Role
@@ -31,7 +31,14 @@ from hopline.messaging.envelope import MessageRecord, seal_envelope
 from hopline.overlay.slots import OwnershipMap
 from hopline.runtime.endpoint import Endpoint, PeerConnection, RequestError
 from hopline.supernode.directory_service import REPLICATION
-from hopline.testing.network import PASSWORD, logged_in, scrape_metrics, start_network, wait_overlay
+from hopline.testing.network import (
+    FAST_SESSION,
+    PASSWORD,
+    logged_in,
+    scrape_metrics,
+    start_network,
+    wait_overlay,
+)
 from hopline.wire import Address, Message
 from hopline.wire.offline import (
     OfflineAck,
@@ -43,7 +50,6 @@ from hopline.wire.offline import (
     SealedEnvelope,
 )
 
-FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
 NAMES = itertools.count(1)
 SOURCES = itertools.count(1)
 

@@ -7,7 +7,9 @@ all of them. :func:`logged_in` registers and logs in a user profile.
 :func:`loopback_net` wraps both in one context (a :class:`LoopbackNet`), the
 fixture of the process tests of paths, calls, messages and files, and
 :func:`until` polls a condition for them (a functional wait, not a timing
-assertion).
+assertion). :data:`FAST_SESSION` and :data:`FAST_PATHS` are the short timers
+those tests run a session and a path manager with, so a lost peer or home
+shows within a second or two.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ from pathlib import Path
 
 from hopline.client import account
 from hopline.client.profile import Profile, parse_ls_key
+from hopline.client.session import SessionConfig
 from hopline.demo.cluster import Cluster, Proc, enrollment_token
 from hopline.demo.walkthrough import members_seen
+from hopline.path.checks import CheckConfig
+from hopline.path.manager import PathConfig
 from hopline.wire import Address
 from hopline.wire.commands import DeviceRecord, PresenceRecord
 from hopline.wire.commands import Endpoint as EndpointRecord
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 -- test accounts only
+FAST_SESSION = SessionConfig(keepalive_s=0.5, ping_timeout_s=1.0, connect_timeout_s=2.0)
+FAST_PATHS = PathConfig(
+    checks=CheckConfig(direct_wait_s=0.3, timeout_s=8.0),
+    keepalive_s=1.0,
+    ping_timeout_s=1.0,
+    connect_timeout_s=5.0,
+)
 
 
 @dataclass
