@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from hopline.runtime.endpoint import (
     ServiceError,
 )
 from hopline.testing.pki import TestAuthority
-from hopline.wire import ErrorCode, Message
+from hopline.wire import Address, ErrorCode, Message
 from hopline.wire.commands import Echo, EchoReply, Ping, Pong
 
 
@@ -286,3 +287,39 @@ async def _until(check: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+async def test_a_port_0_listen_tries_another_port_when_tcp_has_the_one_udp_got(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint = Endpoint(static=DHKeyPair.generate(), certificate=None, verifier=None)
+    real_open_tcp = endpoint.open_tcp
+    refused: list[int] = []
+
+    async def open_tcp(host: str, port: int) -> tuple[str, int]:
+        if not refused:  # the first port the kernel gave UDP is taken on TCP
+            refused.append(port)
+            raise OSError(errno.EADDRINUSE, "address already in use")
+        return await real_open_tcp(host, port)
+
+    monkeypatch.setattr(endpoint, "open_tcp", open_tcp)
+    try:
+        bound = await endpoint.listen(Address.parse("127.0.0.1:0"))
+        assert refused and bound[1] != refused[0]
+        assert endpoint.local_address == bound
+    finally:
+        endpoint.close()
+
+
+async def test_a_fixed_port_taken_on_tcp_is_an_error() -> None:
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    endpoint = Endpoint(static=DHKeyPair.generate(), certificate=None, verifier=None)
+    try:
+        with pytest.raises(OSError) as caught:
+            await endpoint.listen(Address.of("127.0.0.1", taken.getsockname()[1]))
+        assert caught.value.errno == errno.EADDRINUSE
+    finally:
+        endpoint.close()
+        taken.close()

@@ -31,6 +31,7 @@ the current loop turn.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import time
@@ -73,6 +74,7 @@ __all__ = [
     "request_once",
 ]
 
+LISTEN_TRIES = 8  # UDP ports tried for a port-0 listen whose port TCP already uses
 log = logging.getLogger("hopline.endpoint")
 SUPERSEDED = "superseded"  # our init lost a simultaneous open; the peer's took over
 Handler = Callable[[PeerConnection, Message], Awaitable[Message | None]]
@@ -160,11 +162,30 @@ class Endpoint:
         return (sockname[0], sockname[1])
 
     async def listen(self, address: Address) -> Addr:
-        """Serve on UDP and TCP on the same port (port 0: any); return the address."""
+        """Serve on UDP and TCP on the same port (port 0: any); return the address.
+
+        With port 0 the kernel picks a free UDP port, which TCP may already
+        use: then another port is tried (up to :data:`LISTEN_TRIES` times).
+        """
         host, port = address.as_tuple()
+        for _ in range(LISTEN_TRIES - 1 if port == 0 else 0):
+            bound = await self.open_udp(host, port)
+            try:
+                await self.open_tcp(host, bound[1])
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                self._close_udp()
+                continue
+            return bound
         bound = await self.open_udp(host, port)
         await self.open_tcp(host, bound[1])
         return bound
+
+    def _close_udp(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
 
     async def open_tcp(self, host: str, port: int) -> Addr:
         """Listen for TCP connections (for peers whose UDP is blocked)."""
