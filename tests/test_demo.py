@@ -39,11 +39,24 @@ def test_demo_json_reports_every_step(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["ok"] is True
     names = [step["name"] for step in report["steps"]]
-    assert names[0] == "start login server"
-    assert {"register alice", "log in bob", "secure wire exchange"} <= set(names)
+    assert names[:4] == [
+        "start login server",
+        "start 3 supernodes",
+        "supernodes form the overlay",
+        "daemons up for alice and bob",
+    ]
+    assert {"register alice", "log in bob", "secure wire exchange", "white pages search"} <= set(
+        names
+    )
     shown = {"contacts: alice asks, bob accepts", "chat round trip with receipt"}
-    assert shown | {"file transfer alice -> bob"} <= set(names)
+    assert shown | {"file transfer alice -> bob", "voice call alice -> bob"} <= set(names)
     assert all(step["ok"] and step["ms"] >= 0 for step in report["steps"])
+    call = report["call"]  # the call went from alice's daemon to bob's, as processes
+    for key in ("state", "duration_s", "path", "codec", "packets_sent", "packets_received"):
+        assert key in call, key
+    assert call["state"] == "ended" and call["path"] in {"direct", "relay", "tcp-relay"}
+    assert call["packets_received"] > 100 and 1.0 <= call["pesq"] <= 4.7
+    assert 0 < call["mos_estimate"] <= 4.5
     assert processes_mentioning(str(tmp_path)) == []
 
 
@@ -57,9 +70,10 @@ def test_interrupted_demo_leaves_no_process(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(processes_mentioning(str(tmp_path))) < 2:
-            time.sleep(0.1)  # wait until the login server runs beside the demo
-        assert len(processes_mentioning(str(tmp_path))) >= 2
+        # wait until the login server, 3 supernodes and both daemons run beside the demo
+        while time.monotonic() < deadline and len(processes_mentioning(str(tmp_path))) < 6:
+            time.sleep(0.1)
+        assert len(processes_mentioning(str(tmp_path))) >= 6
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=30)
     finally:

@@ -1,9 +1,10 @@
-"""The demo's messaging steps: daemons, contacts, presence, a chat and a file.
+"""The demo's daemons and the messaging steps: contacts, presence, a chat and a file.
 
 These steps run what a user runs: ``hopline up`` for alice and bob as
 separate processes, and every action through the real command line
-(``hopline contacts``, ``presence set``, ``chat send``, ``chat history``,
-``send-file``, ``files accept``) against those daemons. A step waits for
+(``hopline register``, ``login``, ``contacts``, ``presence set``, ``chat
+send``, ``chat history``, ``send-file``, ``files accept``, and the call in
+:mod:`hopline.demo.walkthrough`) against those daemons. A step waits for
 what the other side sees by asking that side's daemon (bounded polls), and
 checks it: the request arrived, the accepted contact sees the new presence,
 the reply and the delivered receipt came back, the file arrived with the
@@ -27,6 +28,7 @@ from hopline.demo.cluster import Cluster, Proc, hopline_command
 from hopline.files.service import LIVE_STATES
 
 T = TypeVar("T")
+PASSWORD = "demo passphrase for hopline"  # noqa: S105 -- a throwaway demo account
 POLL_S = 0.1
 FILE_BYTES = 2 * 1024 * 1024
 USERS = ("alice", "bob")
@@ -46,18 +48,54 @@ class ChatSteps:
 
     # ------------------------------------------------------------ plumbing
 
+    def env(self, user: str, password: str = PASSWORD) -> dict[str, str]:
+        """The environment of a command run as ``user`` (profile and password)."""
+        profile = str(self.workdir / user)
+        return {**os.environ, "HOPLINE_PROFILE": profile, "HOPLINE_PASSWORD": password}
+
+    def run(
+        self, user: str, *args: str, password: str = PASSWORD
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``hopline ARGS`` on ``user``'s profile and return how it ended."""
+        return subprocess.run(
+            hopline_command(*args),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self.env(user, password),
+            check=False,
+        )
+
     def cli(self, user: str, *args: str, as_json: bool = True) -> Any:
         """Run ``hopline ARGS`` on ``user``'s profile; its JSON document."""
-        argv = [*args, "--json"] if as_json else list(args)
-        env = {**os.environ, "HOPLINE_PROFILE": str(self.workdir / user)}
-        done = subprocess.run(
-            hopline_command(*argv), capture_output=True, text=True, timeout=60, env=env, check=False
-        )
+        done = self.run(user, *args, "--json") if as_json else self.run(user, *args)
         if done.returncode != 0:
             raise ChatStepFailed(
                 f"hopline {' '.join(args)}: {done.stderr.strip() or done.returncode}"
             )
         return json.loads(done.stdout) if as_json else done.stdout
+
+    def start(self, user: str, *args: str) -> subprocess.Popen[str]:
+        """``hopline ARGS`` for ``user`` in the background, as a second terminal would."""
+        return subprocess.Popen(
+            hopline_command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(user),
+        )
+
+    @staticmethod
+    def finish(proc: subprocess.Popen[str], timeout: float) -> Any:
+        """The JSON document a background ``--json`` command printed when it ended."""
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise ChatStepFailed(f"still running after {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise ChatStepFailed(err.strip() or f"exit {proc.returncode}")
+        return json.loads(out)
 
     @staticmethod
     def until(probe: Callable[[], T | None], what: str, timeout: float = 20.0) -> T:
@@ -80,15 +118,17 @@ class ChatSteps:
     # ------------------------------------------------------------ the steps
 
     def start_daemons(self, cluster: Cluster) -> str:
-        """``hopline up`` for both users, then wait until both are online."""
+        """``hopline up`` for both users (not logged in yet: that comes next)."""
         for user in USERS:
             args = ["up", "--profile", str(self.workdir / user), *self.pin_args()]
             self.daemons[user] = cluster.start(f"daemon-{user}", args)
-        homes = {}
-        for user in USERS:
-            status = self.until(partial(self._online, user), f"{user} online")
-            homes[user] = status["supernode"]["name"]
-        return ", ".join(f"{u} online (pid {self.daemons[u].pid}, home {homes[u]})" for u in USERS)
+        return ", ".join(f"{u}: pid {p.pid}, API {p.ready['api']}" for u, p in self.daemons.items())
+
+    def wait_online(self, user: str) -> dict[str, Any]:
+        """Poll ``hopline status`` until ``user``'s daemon is online (adds ``waited_ms``)."""
+        started = time.perf_counter()
+        status = self.until(partial(self._online, user), f"{user} online")
+        return status | {"waited_ms": (time.perf_counter() - started) * 1000}
 
     def _online(self, user: str) -> dict[str, Any] | None:
         status = self.cli(user, "status")
