@@ -61,12 +61,16 @@ from hopline.transport import link as link_events
 from hopline.wire import Kind, Message, WireError, decode, decode_record, encode, encode_record
 
 DATAGRAM_SIZE = 1200
+MIN_DATAGRAM_SIZE = 1100
+"""Smallest datagrams a connection may be told to build (:meth:`Connection.set_datagram_size`):
+a connection carried inside another one, as through a relay, leaves room for the carrier."""
 CLOSE_REFUSED = 0x52  # link close code: "your certificate was refused"
 
 
 def default_link_config() -> LinkConfig:
-    """Link settings that leave room for the seal inside one 1200-byte datagram."""
-    return LinkConfig(mtu=DATAGRAM_SIZE - OVERHEAD)
+    """Link settings that leave room for the seal inside one 1200-byte datagram
+    (and allow building them as small as :data:`MIN_DATAGRAM_SIZE`)."""
+    return LinkConfig(mtu=DATAGRAM_SIZE - OVERHEAD, min_send_mtu=MIN_DATAGRAM_SIZE - OVERHEAD)
 
 
 class ConnectionClosedError(RuntimeError):
@@ -226,6 +230,20 @@ class Connection:
         """Send a message (request, reply or notice) on the reliable channel."""
         self._check_open()
         self._link.send(encode(message), now, reliable=True)
+
+    @property
+    def datagram_size(self) -> int:
+        """The largest datagram this connection builds now, seal included."""
+        return self._link.send_mtu + OVERHEAD
+
+    def set_datagram_size(self, size: int) -> None:
+        """Build datagrams of at most ``size`` bytes, seal included, from now on.
+
+        The peer accepts up to the agreed maximum whatever this end builds, so
+        nothing is negotiated. Raises :class:`~hopline.transport.ConfigError`
+        outside :data:`MIN_DATAGRAM_SIZE` .. the link's ``mtu`` plus the seal.
+        """
+        self._link.set_send_mtu(size - OVERHEAD)
 
     def send_media(self, data: bytes, now: float) -> None:
         """Send a datagram on the unreliable channel."""

@@ -27,6 +27,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hopline.connection.core import DATAGRAM_SIZE
+from hopline.relay.framing import RELAYED_DATAGRAM_SIZE
 from hopline.runtime.peer import ConnectionLost, EndpointError, PeerConnection
 from hopline.wire import Address, ErrorCode, ErrorReply, Message
 from hopline.wire.commands import Echo, EchoReply
@@ -96,6 +98,8 @@ class PeerPath:
         """Put ``pc`` under the path; return the connection it replaces."""
         old = self.connection
         self.connection, self.kind = pc, kind
+        # through a relay, each datagram must fit one fragment of the carrier
+        pc.core.set_datagram_size(DATAGRAM_SIZE if kind == "direct" else RELAYED_DATAGRAM_SIZE)
         self.local, self.remote = local, remote
         self.family = "ipv6" if remote.family == 6 else "ipv4"
         self.changes.append(PathChange(time.time(), reason, kind, str(local), str(remote)))

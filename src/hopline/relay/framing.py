@@ -16,15 +16,29 @@ The channel number lies in ``0x4000-0x7FFF``, so the first byte is in
 byte is ``0x10-0x13`` (version 1). The unreliable channel delimits
 datagrams, so no length field is needed. :func:`parse_channel_frame`
 raises only :class:`FrameError`.
+
+A peer connection that runs through a relay builds its datagrams no larger
+than :data:`RELAYED_DATAGRAM_SIZE`: with the channel header, each then fits
+one fragment of the owner's connection to its supernode, so a relayed
+datagram costs one sealed datagram on each hop instead of two.
 """
 
 from __future__ import annotations
 
+from hopline.connection.core import default_link_config
 from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
 
-__all__ = ["FrameError", "channel_frame", "is_channel_frame", "parse_channel_frame"]
+__all__ = [
+    "RELAYED_DATAGRAM_SIZE",
+    "FrameError",
+    "channel_frame",
+    "is_channel_frame",
+    "parse_channel_frame",
+]
 
 HEADER_SIZE = 2
+RELAYED_DATAGRAM_SIZE = default_link_config().max_fragment_payload - HEADER_SIZE
+"""Largest datagram a relayed peer connection builds: channel frame = one carrier fragment."""
 
 
 class FrameError(ValueError):

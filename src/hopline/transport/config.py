@@ -1,8 +1,14 @@
 """Tunables of a :class:`~hopline.transport.link.Link`, validated once.
 
-Both ends of a link must agree on ``mtu``, ``window`` and
+Both ends of a link must agree on ``mtu``, ``min_send_mtu``, ``window`` and
 ``max_message_size`` (there is no negotiation: the values are protocol
-constants of a deployment). Everything else is local policy.
+constants of a deployment). Everything else is local policy. A link accepts
+datagrams up to ``mtu`` and builds them up to ``mtu`` too, unless its owner
+lowers what it builds (:meth:`~hopline.transport.link.Link.set_send_mtu`,
+never below ``min_send_mtu``): a connection carried inside another one, such
+as a path through a relay, builds datagrams that still fit the carrier's.
+Reassembly allows as many fragments as a message cut at ``min_send_mtu``
+needs, so either end may build smaller datagrams without telling the other.
 
 Defaults follow the RFCs where they are safe for interactive traffic:
 RFC 6298 for RTO (initial 1 s, max 60 s, K = 4, alpha = 1/8, beta = 1/4) except
@@ -25,7 +31,7 @@ from hopline.transport.packet import (
     MAX_ACK_RANGES,
 )
 
-__all__ = ["ACK_RESERVE_RANGES", "LinkConfig"]
+__all__ = ["ACK_RESERVE_RANGES", "LinkConfig", "fragment_payload"]
 
 ACK_RESERVE_RANGES = 4
 """Room for an ACK with this many ranges is left beside a full-size fragment."""
@@ -42,6 +48,8 @@ class LinkConfig:
 
     mtu: int = 1200
     """Largest datagram sent or accepted, header included."""
+    min_send_mtu: int | None = None
+    """Smallest datagram size either end may build (``Link.set_send_mtu``); None: ``mtu``."""
     max_message_size: int = 64 * 1024
     """Largest message ``Link.send`` accepts (and reassembly allows)."""
     window: int = 256
@@ -94,6 +102,9 @@ class LinkConfig:
 
     def _check_sizes(self) -> None:
         _require(_MIN_MTU <= self.mtu <= _MAX_UDP_PAYLOAD, f"mtu {self.mtu}")
+        _require(
+            _MIN_MTU <= self.smallest_send_mtu <= self.mtu, f"min_send_mtu {self.min_send_mtu}"
+        )
         _require(self.max_message_size >= 0, "max_message_size")
         _require(self.max_fragments <= _MAX_FRAGMENTS, "max_message_size needs >65535 fragments")
         _require(self.max_reassembly_bytes >= self.max_message_size, "max_reassembly_bytes")
@@ -120,13 +131,29 @@ class LinkConfig:
     @property
     def max_fragment_payload(self) -> int:
         """Payload bytes per fragment: a full fragment still leaves room for a small ACK."""
-        ack_reserve = ACK_FRAME_BASE + ACK_RESERVE_RANGES * ACK_RANGE_SIZE
-        return self.mtu - HEADER_SIZE - DATA_FRAME_OVERHEAD - ack_reserve
+        return fragment_payload(self.mtu)
+
+    @property
+    def smallest_send_mtu(self) -> int:
+        """``min_send_mtu``, or ``mtu`` when it is not set."""
+        return self.mtu if self.min_send_mtu is None else self.min_send_mtu
 
     @property
     def max_fragments(self) -> int:
-        """Fragments of the largest allowed message."""
-        return max(1, math.ceil(self.max_message_size / self.max_fragment_payload))
+        """Fragments of the largest allowed message, cut at the smallest send size."""
+        smallest = fragment_payload(self.smallest_send_mtu)
+        return max(1, math.ceil(self.max_message_size / smallest))
+
+
+def fragment_payload(mtu: int) -> int:
+    """Payload bytes per fragment in datagrams of ``mtu`` bytes, leaving room for a small ACK."""
+    return (
+        mtu
+        - HEADER_SIZE
+        - DATA_FRAME_OVERHEAD
+        - ACK_FRAME_BASE
+        - ACK_RESERVE_RANGES * ACK_RANGE_SIZE
+    )
 
 
 def _require(condition: bool, what: str) -> None:

@@ -41,8 +41,9 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from hopline.transport.config import LinkConfig
+from hopline.transport.config import LinkConfig, fragment_payload
 from hopline.transport.errors import (
+    ConfigError,
     LinkClosedError,
     MalformedPacket,
     ProtocolViolation,
@@ -216,6 +217,7 @@ class Link:
         self._leads_keepalive: bool | None = None  # decided by who sends first
         self._next_token = 0
         self._datagram_number = 0
+        self._send_mtu = cfg.mtu
 
     # -- public state ----------------------------------------------------------
 
@@ -298,6 +300,29 @@ class Link:
             rto=rtt.rto,
             dropped=dict(dropped),
         )
+
+    @property
+    def send_mtu(self) -> int:
+        """The largest datagram this link builds now (``config.mtu`` unless lowered)."""
+        return self._send_mtu
+
+    def set_send_mtu(self, mtu: int) -> None:
+        """Build datagrams of at most ``mtu`` bytes from now on.
+
+        Messages queued from now on (and reliable ones not yet started) are
+        cut for the new size; a fragment cut earlier, or sent earlier and
+        retransmitted, that does not fit goes out in one datagram of up to
+        ``config.mtu``, which the peer accepts.
+
+        Raises :class:`~hopline.transport.errors.ConfigError` outside
+        ``config.min_send_mtu`` .. ``config.mtu``.
+        """
+        cfg = self.config
+        if not cfg.smallest_send_mtu <= mtu <= cfg.mtu:
+            raise ConfigError(f"send mtu {mtu} outside {cfg.smallest_send_mtu}..{cfg.mtu}")
+        self._send_mtu = mtu
+        self._sender.fragment_payload = fragment_payload(mtu)
+        self._usender.fragment_payload = fragment_payload(mtu)
 
     # -- application calls -----------------------------------------------------
 
@@ -435,7 +460,15 @@ class Link:
         return datagrams
 
     def _build_datagram(self, now: float) -> bytes | None:
-        builder = DatagramBuilder(self.config.mtu)
+        datagram = self._build(now, self._send_mtu)
+        if datagram is None and self._send_mtu < self.config.mtu and self._has_payload():
+            # a fragment cut (or sent) before the send size was lowered: the peer
+            # accepts up to config.mtu, so it goes out whole rather than never
+            datagram = self._build(now, self.config.mtu)
+        return datagram
+
+    def _build(self, now: float, mtu: int) -> bytes | None:
+        builder = DatagramBuilder(mtu)
         if self._receiver.ack_due or (self._receiver.ack_pending and self._has_payload()):
             ack = self._receiver.build_ack(now, builder.remaining)
             if ack is not None:

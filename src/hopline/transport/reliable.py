@@ -204,6 +204,7 @@ class ReliableSender:
         """Create an idle sender sharing ``rtt`` with the rest of the link."""
         self._config = config
         self._rtt = rtt
+        self.fragment_payload = config.max_fragment_payload  # lowered by Link.set_send_mtu
         self.stats = SenderStats()
         self.consecutive_timeouts = 0
         self.reorder_threshold = config.packet_threshold
@@ -312,7 +313,7 @@ class ReliableSender:
             return None
         if not self._fragments and self._queue:
             message = self._queue.popleft()
-            self._fragments.extend(split_message(message, self._config.max_fragment_payload))
+            self._fragments.extend(split_message(message, self.fragment_payload))
             self._frag_index, self._frag_count = 0, len(self._fragments)
         if not self._fragments or DATA_FRAME_OVERHEAD + len(self._fragments[0]) > space:
             return None

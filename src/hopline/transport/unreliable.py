@@ -33,6 +33,7 @@ class UnreliableSender:
     def __init__(self, config: LinkConfig) -> None:
         """Create a sender whose first fragment has sequence number 0."""
         self._config = config
+        self.fragment_payload = config.max_fragment_payload  # lowered by Link.set_send_mtu
         self._next_seq = 0
         self._queue: deque[DataFrame] = deque()
         self._queued_bytes = 0
@@ -50,7 +51,7 @@ class UnreliableSender:
             raise MessageTooLarge(f"{len(data)} > {self._config.max_message_size} bytes")
         if self._queued_bytes + len(data) > self._config.max_send_queue_bytes:
             raise SendQueueFull(f"{self._queued_bytes} bytes already queued")
-        pieces = split_message(data, self._config.max_fragment_payload)
+        pieces = split_message(data, self.fragment_payload)
         for index, piece in enumerate(pieces):
             self._queue.append(DataFrame(False, self._next_seq, index, len(pieces), piece))
             self._next_seq += 1
