@@ -10,7 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hopline.media.jitterbuffer import Conceal, Frame, JitterBuffer, PlayoutItem, Recover
+from hopline.media.jitterbuffer import (
+    _MAX_SAMPLES,
+    _PERCENTILE,
+    Conceal,
+    Frame,
+    JitterBuffer,
+    PlayoutItem,
+    Recover,
+    _DelayEstimator,
+)
 from hopline.media.packet import MediaFrame
 
 FRAME_S = 0.02
@@ -329,3 +338,27 @@ def test_ancient_late_frame_does_not_move_the_target() -> None:
     jb.put(_frame(10), 4.0)  # ~180 frames behind: stale, says nothing about today's delay
     assert jb.late == 1
     assert jb.target_delay_ms == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.floats(0.0, 0.2), st.integers(-3, 6)), min_size=1, max_size=300),
+    window_s=st.sampled_from([0.05, 0.5, 2.0]),
+)
+def test_delay_estimator_window_matches_sorting_it_afresh(
+    steps: list[tuple[float, int]], window_s: float
+) -> None:
+    """The incrementally sorted window gives what sorting the window anew gives."""
+    estimator = _DelayEstimator(48000, window_s)
+    arrivals: list[tuple[float, float]] = []
+    now, ts = 0.0, 0
+    for gap, frames in steps:
+        now += gap
+        ts += frames * 960
+        estimator.add(now, ts)
+        arrivals.append((now, now - ts / 48000))
+        window = [t for at, t in arrivals if at >= now - window_s][-_MAX_SAMPLES:]
+        transits = sorted(window)
+        index = min(len(transits) - 1, int(_PERCENTILE * len(transits)))
+        assert estimator.min_transit() == transits[0]
+        assert estimator.variation_s() == transits[index] - transits[0]

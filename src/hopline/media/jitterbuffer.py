@@ -50,6 +50,7 @@ than ``max_delay_ms`` it re-buffers from scratch.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ _TS_HALF = 1 << 31
 _RFC3550_GAIN = 1 / 16
 _JITTER_FACTOR = 2.0
 _PERCENTILE = 0.95
+_MAX_SAMPLES = 1024  # transits kept at most, whatever the window (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +118,20 @@ def _unwrap(value: int, reference: int, modulus: int, half: int) -> int:
 
 
 class _DelayEstimator:
-    """Interarrival jitter (RFC 3550) and a windowed percentile of delay variation."""
+    """Interarrival jitter (RFC 3550) and a windowed percentile of delay variation.
+
+    The transits of the window are also kept sorted (inserted and removed by
+    bisection as samples come and go), so the minimum and the percentile are
+    read, not recomputed: the buffer asks for them several times per packet
+    and per slot.
+    """
 
     def __init__(self, clock_rate: int, window_s: float) -> None:
         self._rate = clock_rate
         self.window_s = window_s
-        self._samples: deque[tuple[float, float]] = deque(maxlen=1024)
+        self._samples: deque[tuple[float, float]] = deque()
+        self._sorted: list[float] = []  # the transits of _samples, ascending
         self._last: tuple[float, int] | None = None
-        self._summary: tuple[float, float] | None = None  # (min transit, variation)
         self.jitter_s = 0.0
 
     def add(self, arrival: float, ext_ts: int) -> None:
@@ -134,18 +142,20 @@ class _DelayEstimator:
             self.jitter_s += (abs(d) - self.jitter_s) * _RFC3550_GAIN
         self._last = (arrival, ext_ts)
         self._samples.append((arrival, transit))
-        while self._samples and self._samples[0][0] < arrival - self.window_s:
-            self._samples.popleft()
-        self._summary = None
+        bisect.insort(self._sorted, transit)
+        while self._samples and (
+            self._samples[0][0] < arrival - self.window_s or len(self._samples) > _MAX_SAMPLES
+        ):
+            _, old = self._samples.popleft()
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
 
     def _summarise(self) -> tuple[float, float] | None:
-        """Minimum transit and the variation percentile, sorted once per new sample
-        (the buffer asks for them several times per packet and per slot)."""
-        if self._summary is None and self._samples:
-            transits = sorted(t for _, t in self._samples)
-            index = min(len(transits) - 1, int(_PERCENTILE * len(transits)))
-            self._summary = (transits[0], transits[index] - transits[0])
-        return self._summary
+        """Minimum transit and the variation percentile of the window."""
+        transits = self._sorted
+        if not transits:
+            return None
+        index = min(len(transits) - 1, int(_PERCENTILE * len(transits)))
+        return transits[0], transits[index] - transits[0]
 
     def min_transit(self) -> float | None:
         summary = self._summarise()
