@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from hopline.relay.bucket import TokenBucket
 from hopline.wire import Address
 
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
 Owner = tuple[str, bytes]  # (canonical username, device id) from the owner's certificate
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CHANNEL_MIN, CHANNEL_MAX = 0x4000, 0x7FFF
@@ -499,9 +501,7 @@ class RelayTable:
     def _host_allowed(self, host: IPAddress) -> bool:
         if host.is_unspecified or host.is_multicast:
             return False
-        if isinstance(host, ipaddress.IPv4Address) and host == ipaddress.IPv4Address(
-            "255.255.255.255"
-        ):
+        if host == _BROADCAST:  # checked per relayed datagram: no address parsing here
             return False
         return self.config.allow_loopback_peers or not host.is_loopback
 

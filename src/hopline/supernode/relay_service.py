@@ -300,8 +300,7 @@ class RelayService:
         target = self.local.get(decision.peer)
         if target is not None:  # another allocation here: hairpin it (module docstring)
             self.table.counters["hairpinned"] += 1
-            source = self.relayed[decision.relay_id]
-            self.peer_datagram(target, payload, (str(source.host), source.port))
+            self._from_peer(target, payload, self.relayed[decision.relay_id])
             return
         port.sendto(payload, decision.peer.as_tuple())
 
@@ -312,6 +311,9 @@ class RelayService:
         except ValueError:
             self.dropped["bad-source"] += 1
             return
+        self._from_peer(relay_id, data, source)
+
+    def _from_peer(self, relay_id: int, data: bytes, source: Address) -> None:
         now = time.time()
         decision = self.table.from_peer(relay_id, source, len(data), now)
         if not isinstance(decision, Deliver):
