@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from hopline.media.packet import MediaPacketError, is_media_packet
 from hopline.media.report import (
+    DUPLICATE_WINDOW,
     FIELDS,
     REPORT_SIZE,
     REPORT_TYPE,
@@ -153,3 +154,16 @@ def test_a_jump_in_numbering_costs_bounded_work() -> None:
     fraction, burst_x10 = stats.interval()
     assert fraction == 255  # 29 999 of 30 001 missing
     assert burst_x10 == 10 * 1023  # only the last 1024 numbers are scanned
+
+
+def test_a_flood_within_one_interval_keeps_bounded_state_and_counts_bursts() -> None:
+    """A sender flooding new sequence numbers between two reports cannot grow the
+    receiver's memory: only the last duplicate window is kept for burst counting."""
+    stats = ReceptionStats()
+    for seq in range(0, 200_000, 2):  # every other number: 100,000 packets, one interval
+        stats.on_packet(seq % 65536)
+    assert len(stats._seen) <= 2 * DUPLICATE_WINDOW
+    assert len(stats._recent) <= 2 * DUPLICATE_WINDOW
+    fraction, mean_burst_x10 = stats.interval()
+    assert 120 <= fraction <= 136  # half of them lost
+    assert mean_burst_x10 == 10  # one at a time

@@ -19,6 +19,11 @@
 * :mod:`hopline.media.stream` — :class:`~hopline.media.stream.VoiceStream`,
   one side of a call as a sans-I/O engine: PCM and datagrams in, PCM,
   datagrams and live statistics out.
+* :mod:`hopline.media.mixer` — :class:`~hopline.media.mixer.ConferenceMixer`,
+  the conference host's mixer as a sans-I/O engine: every participant's
+  stream through its own jitter buffer, mix-minus for the loudest speakers,
+  one shared encode for everyone else, AGC, a soft limiter and active
+  speaker detection.
 
 This package imports nothing on import (no numpy, no libopus); import the
 modules directly.

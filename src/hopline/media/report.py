@@ -206,6 +206,9 @@ class ReceptionStats:
         self._remember(ext)
         if ext >= self._interval_start:
             self._seen.add(ext)
+            if len(self._seen) > 2 * DUPLICATE_WINDOW:  # only the last window counts (_bursts)
+                floor = self.highest - DUPLICATE_WINDOW
+                self._seen = {s for s in self._seen if s > floor}
         return ext
 
     def _remember(self, ext: int) -> None:
