@@ -202,6 +202,22 @@ def test_sigterm_leaves_cleanly_and_shows_offline(net: Net) -> None:
     assert done.returncode == 1 and "hopline up" in done.stderr
 
 
+def test_ctrl_c_stops_an_online_daemon_cleanly(net: Net) -> None:
+    """SIGINT (Ctrl-C in the terminal running ``hopline up``) is a clean stop too."""
+    proc = net.up("gina")
+    net.cli("gina", "register", "gina")
+    net.cli("gina", "login", "gina")
+    net.wait_online("gina")
+    proc.kill(signal.SIGINT)
+    proc.popen.wait(timeout=15)
+    assert proc.popen.returncode == 0
+    profile: Path = net.workdir / "gina"
+    assert not (profile / INFO_FILE).exists() and not (profile / TOKEN_FILE).exists()
+    assert "daemon stopped" in proc.log_path.read_text()
+    done = net.cli("gina", "status", check=False)
+    assert done.returncode == 1 and "hopline up" in done.stderr
+
+
 def test_daemon_rehomes_when_its_supernode_dies(net: Net) -> None:
     net.up("frank")
     net.cli("frank", "register", "frank")
