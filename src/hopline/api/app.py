@@ -10,9 +10,11 @@ daemon method and return its document. Every failure is a JSON
 |---|---|---|
 | 401 | ``unauthorized`` | no token, or the wrong one (compared in constant time) |
 | 404 | ``no-such-call`` | no call with that id, or none ringing to answer |
-| 404 | ``not-found`` | no contact, group or file transfer with that name or id |
+| 404 | ``not-found`` | no contact, group or file transfer with that name or id, or no such route |
+| 405 | ``method-not-allowed`` | the path exists, the method does not (``Allow`` lists them all) |
 | 409 | ``not-logged-in``, ``already-logged-in`` | the profile's login state forbids it |
-| 422 | ``bad-input`` | a body, query or value the daemon refuses |
+| 409 | ``user-offline`` | the user called is not online now |
+| 422 | ``bad-input`` | a body (even one not UTF-8 JSON), query or value the daemon refuses |
 | 502 | ``refused`` | the login server or a supernode refused (its reason in ``message``) |
 | 503 | ``not-online``, ``unreachable`` | no home supernode yet, or the network is down |
 
@@ -52,6 +54,9 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from hopline import __version__
 from hopline.api import models as m
@@ -66,6 +71,29 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 BEARER = HTTPBearer(auto_error=False, description="the token in the profile's api.token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+class CallIdConvertor(Convertor[str]):
+    """A ``{call_id}`` path segment: anything but the names of ``/v1/calls``' own actions.
+
+    Without it ``GET /v1/calls/answer`` would reach ``GET /v1/calls/{call_id}``
+    and be refused as a bad call id instead of answering 405 (``answer`` and
+    ``hangup`` are POST-only). Other bad ids still reach the route and get a
+    422 that says what a call id looks like.
+    """
+
+    regex = "(?!(?:answer|hangup)$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        """The segment as it is."""
+        return value
+
+    def to_string(self, value: str) -> str:
+        """The segment as it is."""
+        return value
+
+
+register_url_convertor("hopline_call_id", CallIdConvertor())
 
 
 class Unauthorized(Exception):
@@ -132,6 +160,34 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return _error(422, "bad-input", _first_problem(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _http_error(request, exc)
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """The framework's own refusals, as :class:`~hopline.api.models.ApiErrorDoc` too."""
+    if exc.status_code == 404:
+        return _error(404, "not-found", f"no such API route: {request.url.path}")
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        response = _error(405, "method-not-allowed", f"{request.method} is not allowed here")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    if exc.status_code == 400:  # FastAPI could not even decode the body (not UTF-8)
+        return _error(422, "bad-input", f"unreadable request body: {exc.detail}")
+    return _error(exc.status_code, "http", str(exc.detail))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette lists only one route's)."""
+    methods: set[str] = set()
+    for route in (*router.routes, *request.app.router.routes):
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
+
 
 def _first_problem(exc: RequestValidationError) -> str:
     errors = exc.errors()
@@ -184,10 +240,10 @@ async def shutdown(daemon: Daemon) -> m.Stopping:
 @router.get("/v1/search", response_model=m.SearchResults, tags=["directory"])
 async def search(
     daemon: Daemon,
-    q: Annotated[str, Query(min_length=1, max_length=100)],
+    q: Annotated[str, Query(min_length=1, max_length=m.MAX_SEARCH_CHARS)],
     by: m.SearchBy = "any",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=m.MAX_SEARCH_CHARS)] = None,
 ) -> m.SearchResults:
     """Search the white pages, or look a handle up."""
     return m.SearchResults(**await daemon.search(q, by, limit, cursor))
@@ -224,6 +280,7 @@ async def set_presence(body: m.PresenceUpdate, daemon: Daemon) -> m.PresenceSet:
 # ---------------------------------------------------------------- calls
 
 CallId = Annotated[str, PathParam(pattern=m.CALL_ID_PATTERN, description="the call's hex id")]
+CALL = "/v1/calls/{call_id:hopline_call_id}"  # see CallIdConvertor
 
 
 def _media(body: m.CallMedia) -> dict[str, Any]:
@@ -255,31 +312,31 @@ async def hangup_current_call(daemon: Daemon) -> m.Call:
     return m.Call(**await daemon.hangup_call(None))
 
 
-@router.get("/v1/calls/{call_id}", response_model=m.Call, tags=["calls"])
+@router.get(CALL, response_model=m.Call, tags=["calls"])
 async def get_call(call_id: CallId, daemon: Daemon) -> m.Call:
     """One call's state and statistics."""
     return m.Call(**daemon.get_call(call_id))
 
 
-@router.post("/v1/calls/{call_id}/answer", response_model=m.Call, tags=["calls"])
+@router.post(CALL + "/answer", response_model=m.Call, tags=["calls"])
 async def answer_call(call_id: CallId, body: m.AnswerRequest, daemon: Daemon) -> m.Call:
     """Answer this ringing call."""
     return m.Call(**await daemon.answer_call(call_id, **_media(body)))
 
 
-@router.post("/v1/calls/{call_id}/hangup", response_model=m.Call, tags=["calls"])
+@router.post(CALL + "/hangup", response_model=m.Call, tags=["calls"])
 async def hangup_call(call_id: CallId, daemon: Daemon) -> m.Call:
     """Hang up (or reject, or cancel) this call."""
     return m.Call(**await daemon.hangup_call(call_id))
 
 
-@router.post("/v1/calls/{call_id}/hold", response_model=m.Call, tags=["calls"])
+@router.post(CALL + "/hold", response_model=m.Call, tags=["calls"])
 async def hold_call(call_id: CallId, body: m.HoldRequest, daemon: Daemon) -> m.Call:
     """Put this call on hold, or resume it."""
     return m.Call(**await daemon.hold_call(call_id, body.on))
 
 
-@router.get("/v1/calls/{call_id}/wait", response_model=m.Call, tags=["calls"])
+@router.get(CALL + "/wait", response_model=m.Call, tags=["calls"])
 async def wait_call(
     call_id: CallId,
     daemon: Daemon,

@@ -13,9 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Username = Field(min_length=1, max_length=64, description="a Hopline username")
+USERNAME_PATTERN = r"^[A-Za-z0-9._-]{3,32}$"  # the rules of hopline.identity.names, any case
+Username = Field(
+    min_length=1, max_length=64, pattern=USERNAME_PATTERN, description="a Hopline username"
+)
 Password = Field(min_length=1, max_length=1024)
-ShortText = Field(default=None, max_length=100)
+MAX_PROFILE_CHARS = 64  # a white-pages field, as the supernodes' directory keeps it
+MAX_SEARCH_CHARS = 64  # a search query or cursor, as the supernodes take it
+COUNTRY_OR_LANGUAGE = r"^[A-Za-z]{2}$"  # ISO 3166 alpha-2 / ISO 639-1 letters
+ShortText = Field(default=None, max_length=MAX_PROFILE_CHARS)
 
 DaemonStateName = Literal["logged-out", "connecting", "online", "re-homing", "stopped"]
 StatusName = Literal["online", "away", "dnd", "invisible"]
@@ -26,6 +32,7 @@ MAX_PATH_CHARS = 4096
 MAX_CALL_SECONDS = 86400.0
 MAX_WAIT_S = 3600.0
 CALL_ID_PATTERN = r"^[0-9a-fA-F]{32}$"  # 16 bytes
+ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"  # described here, checked by _absolute_path
 
 
 class Model(BaseModel):
@@ -44,7 +51,12 @@ def _absolute_path(value: str) -> str:
 
 AbsolutePath = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_PATH_CHARS, description="an absolute file path"),
+    Field(
+        min_length=1,
+        max_length=MAX_PATH_CHARS,
+        description="an absolute file path",
+        json_schema_extra={"pattern": ABSOLUTE_PATH_PATTERN},
+    ),
     AfterValidator(_absolute_path),
 ]
 
@@ -67,8 +79,12 @@ class RegisterRequest(Model):
     password: str = Password
     full_name: str | None = ShortText
     city: str | None = ShortText
-    country: str | None = Field(default=None, min_length=2, max_length=2)
-    language: str | None = Field(default=None, min_length=2, max_length=2)
+    country: str | None = Field(
+        default=None, min_length=2, max_length=2, pattern=COUNTRY_OR_LANGUAGE
+    )
+    language: str | None = Field(
+        default=None, min_length=2, max_length=2, pattern=COUNTRY_OR_LANGUAGE
+    )
 
 
 class Registered(Model):
@@ -185,8 +201,8 @@ class ProfileUpdate(Model):
 
     full_name: str | None = ShortText
     city: str | None = ShortText
-    country: str | None = Field(default=None, max_length=2)
-    language: str | None = Field(default=None, max_length=2)
+    country: str | None = Field(default=None, max_length=2, pattern=r"^([A-Za-z]{2})?$")
+    language: str | None = Field(default=None, max_length=2, pattern=r"^([A-Za-z]{2})?$")
 
 
 class PresenceUpdate(Model):
@@ -307,7 +323,12 @@ TransferStateName = Literal[
 ]
 ENDED_TRANSFER_STATES = frozenset({"complete", "declined", "cancelled", "failed"})
 
-Peer = Field(min_length=1, max_length=64, description="a username, or a group's 32 hex digits")
+Peer = Field(
+    min_length=1,
+    max_length=64,
+    pattern=USERNAME_PATTERN,
+    description="a username, or a group's 32 hex digits",
+)
 Users = Field(min_length=1, max_length=MAX_MEMBERS, description="usernames")
 GroupName = Field(min_length=1, max_length=MAX_NAME_CHARS, description="a group's name")
 

@@ -62,6 +62,12 @@ class NoSuchCall(DaemonError):
     code, status = "no-such-call", 404
 
 
+class UserOffline(DaemonError):
+    """The user asked for is not online now (try again later)."""
+
+    code, status = "user-offline", 409
+
+
 class NoSuchItem(DaemonError):
     """No contact, group or file transfer with that name or id."""
 

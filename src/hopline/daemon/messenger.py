@@ -152,7 +152,7 @@ class Messenger:
         """Offer the file at ``path`` (absolute) to ``peer``; the transfer document."""
         if not Path(path).is_absolute():
             raise BadInput(f"give the file's absolute path, not {path!r}")
-        if not Path(path).is_file():
+        if not _is_file(path):
             raise BadInput(f"{path} is not a readable file")
         return await _filing(self._files().send(peer, path))
 
@@ -181,6 +181,14 @@ class Messenger:
     async def wait_file(self, transfer_id: str, timeout_s: float) -> dict[str, Any]:
         """Wait until the transfer ends (or ``timeout_s``); its document."""
         return await _filing(self._files().wait(transfer_id, timeout_s))
+
+
+def _is_file(path: str) -> bool:
+    """A regular file is there (a name the system refuses, e.g. too long, is none)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False
 
 
 async def _chatting(awaitable: Awaitable[T]) -> T:

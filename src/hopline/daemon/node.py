@@ -50,10 +50,12 @@ from hopline.daemon.errors import (
     AlreadyLoggedIn,
     BadInput,
     NoSuchCall,
+    NoSuchItem,
     NotLoggedIn,
     NotOnline,
     Refused,
     Unreachable,
+    UserOffline,
 )
 from hopline.daemon.events import EventBus
 from hopline.daemon.messenger import Messenger
@@ -509,6 +511,10 @@ class ClientDaemon:
         return {"query": query, "by": by, "results": results, "next_cursor": reply.next_cursor}
 
     async def _handle(self, query: str) -> list[dict[str, Any]]:
+        """The user named ``query``, if any (text that cannot be a username names nobody)."""
+        if not _is_username(query):
+            self._online_session()
+            return []
         found = await self.lookup(query)
         return [found] if found["state"] != "unknown" else []
 
@@ -558,8 +564,20 @@ class ClientDaemon:
         if name == self.user:
             raise BadInput("you cannot call yourself")
         service = self._call_service()
-        live = await _calling(service.place(name, play=play, record=record, seconds=seconds))
+        try:
+            live = await _calling(service.place(name, play=play, record=record, seconds=seconds))
+        except Refused:
+            await self._callee_reachable(name)  # a clearer reason, when there is one
+            raise
         return service.describe(live)
+
+    async def _callee_reachable(self, name: str) -> None:
+        """Raise why ``name`` cannot be called if the directory says so (unknown, offline)."""
+        found = await self.lookup(name)
+        if found["state"] == "unknown":
+            raise NoSuchItem(f"cannot call {name}: there is no user {name}")
+        if found["state"] != "online":
+            raise UserOffline(f"cannot call {name}: {name} is not online")
 
     async def answer_call(
         self,
