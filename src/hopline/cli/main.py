@@ -17,6 +17,7 @@ import typer
 
 from hopline import __version__
 from hopline.cli import account, calls, chat, client, daemon, demo, files, netcheck, servers, wire
+from hopline.cli import tui as tui_cli
 from hopline.cli.output import CliError
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.add_typer(chat.contacts_app, name="contacts")
 app.add_typer(chat.chat_app, name="chat")
 app.command("send-file")(files.send_file_command)
 app.add_typer(files.files_app, name="files")
+app.command("tui")(tui_cli.tui_command)
 
 
 @app.callback()
