@@ -19,8 +19,19 @@
 3. **Keeping it up**: it pings its home every :attr:`keepalive_s`; when a
    ping fails or the connection closes, it marks the home failed in the
    cache and re-homes through another race, then republishes. Presence is
-   refreshed before it expires.
-4. **Host cache from the overlay**: after connecting, and every
+   refreshed before it expires. Callbacks in :attr:`home_listeners` hear of
+   every new home, so what ran over the old network is checked at once.
+4. **Network changes**: every :attr:`route_check_s` it asks the kernel which
+   local address it would send from to its home (:func:`local_route`, a
+   route lookup: nothing is sent). When that changes — the host got another
+   address, or lost its link or route — the NAT binding the home knows is
+   gone, so it re-homes at once instead of waiting for a keep-alive to fail.
+   Any re-homing prefers another supernode to the old home, which still
+   holds our lost connection until it times out there and would pass
+   envelopes for this device to that one. With no route at
+   all it waits, re-homing, until one comes back. Its sockets are bound to
+   the wildcard address, so they work from the new address.
+5. **Host cache from the overlay**: after connecting, and every
    :attr:`hosts_refresh_s`, it asks the home for a sample of live supernodes
    and merges them into the cache, so the next start (or re-homing) does not
    depend on the login server.
@@ -32,8 +43,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -44,7 +57,13 @@ from hopline.client.profile import Profile, ProfileError, parse_address
 from hopline.client.race import RaceConfig, Transport, race_connect
 from hopline.connection import Expectation
 from hopline.identity import CertificateVerifier, Role
-from hopline.runtime.endpoint import Endpoint, EndpointError, PeerConnection, RequestError
+from hopline.runtime.endpoint import (
+    ConnectError,
+    Endpoint,
+    EndpointError,
+    PeerConnection,
+    RequestError,
+)
 from hopline.wire import Address, ErrorCode, Message
 from hopline.wire.commands import DeviceRecord, Ping, Pong, PresencePublish, PresenceRecord
 from hopline.wire.commands import Endpoint as EndpointRecord
@@ -89,6 +108,23 @@ class SessionConfig:
     listen: Address | None = None  # bind UDP and TCP here (default: any port, UDP only)
     race: RaceConfig = field(default_factory=RaceConfig)  # parallelism, fallback ports
     hosts_refresh_s: float = 600.0  # ask the home for live supernodes this often
+    route_check_s: float = 1.0  # look up the route to the home this often (no packet sent)
+
+
+def local_route(address: Address) -> str | None:
+    """The local address the kernel would send from to ``address``; None: no route.
+
+    A UDP socket's ``connect`` only looks the route up and binds a source
+    address; nothing goes on the wire, so this costs a system call or two.
+    """
+    host, port = address.as_tuple()
+    family = socket.AF_INET6 if address.host.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port or 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
 
 
 class ClientSession:
@@ -117,6 +153,11 @@ class ClientSession:
         self.connected_at: float | None = None
         self.dropped: Counter[str] = Counter()  # malformed replies, by reason
         self.rehomes = 0
+        self.route: Callable[[Address], str | None] = local_route
+        self.local: str | None = None  # the source address towards the home, at connect
+        self.home_listeners: list[Callable[[], None]] = []
+        """Called after each re-homing (not the first connect): paths that ran
+        from the old network or through the old home may be dead."""
         self._check_home = asyncio.Event()
         self._last_sequence = 0
         self._nonce = itertools.count(1)
@@ -130,8 +171,11 @@ class ClientSession:
 
     # ------------------------------------------------------------ home
 
-    async def connect(self) -> PeerConnection:
-        """Race to a home supernode, learn our public address, publish presence."""
+    async def connect(self, *, avoid: Address | None = None) -> PeerConnection:
+        """Race to a home supernode, learn our public address, publish presence.
+
+        ``avoid`` is left out of the race (it fails at once, as if unreachable).
+        """
         expect = Expectation(role=Role.SUPERNODE)
         timeout = self.config.connect_timeout_s
         if self.config.listen is not None and self.endpoint.local_address is None:
@@ -140,6 +184,8 @@ class ClientSession:
             await self._open_dual_stack()
 
         async def attempt(address: Address, tcp: bool) -> PeerConnection:
+            if address == avoid:
+                raise ConnectError("avoided: the home just lost")
             return await self.endpoint.connect(address.as_tuple(), expect, tcp=tcp, timeout=timeout)
 
         home, won = await race_connect(
@@ -147,6 +193,7 @@ class ClientSession:
         )
         self.cache.save()
         self.home, self.home_address = home, won.address
+        self.local = self.route(won.address)
         self.home_transport, self.home_rtt_ms = str(won.transport), round(won.rtt * 1000, 1)
         self.connected_at = time.time()
         started = time.monotonic()
@@ -325,8 +372,12 @@ class ClientSession:
         refresh_every = self.config.presence_ttl_s / 3
         refreshed = hosts_refreshed = time.monotonic()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_home.wait(), self.config.keepalive_s)
+            change = await self._next_round()
+            if change is not None:
+                log.info("network changed (%s): re-homing", change)
+                await self.rehome()
+                refreshed = hosts_refreshed = time.monotonic()
+                continue
             urgent = self._check_home.is_set()
             self._check_home.clear()
             if not await self._home_alive(urgent=urgent):
@@ -339,6 +390,30 @@ class ClientSession:
             if time.monotonic() - hosts_refreshed >= self.config.hosts_refresh_s:
                 await self.refresh_hosts()
                 hosts_refreshed = time.monotonic()
+
+    async def _next_round(self) -> str | None:
+        """Wait one keep-alive round (or a :meth:`check_home_soon`), looking at the
+        route to the home meanwhile; what changed if it did (None: nothing)."""
+        deadline = time.monotonic() + self.config.keepalive_s
+        while (left := deadline - time.monotonic()) > 0:
+            with contextlib.suppress(TimeoutError):
+                wait = min(left, self.config.route_check_s)
+                await asyncio.wait_for(self._check_home.wait(), wait)
+            if self._check_home.is_set():
+                return None
+            change = self.route_change()
+            if change is not None:
+                return change
+        return None
+
+    def route_change(self) -> str | None:
+        """How the route to the home changed since connecting (None: it did not)."""
+        if self.home_address is None or self.home is None:
+            return None
+        now = self.route(self.home_address)
+        if now == self.local:
+            return None
+        return f"local address {self.local} -> {now or 'no route'}"
 
     async def refresh_hosts(self) -> int:
         """Learn live supernodes from the home (best effort); return how many were new."""
@@ -383,19 +458,37 @@ class ClientSession:
         return True
 
     async def rehome(self) -> None:
-        """Find another home (the old one is recorded as failed) and republish."""
-        if self.home_address is not None:
-            self.cache.record_failure(self.home_address, time.time())
+        """Find another home (the old one is recorded as failed) and republish;
+        then tell :attr:`home_listeners`.
+
+        Another supernode is preferred: the old one may still hold our lost
+        connection until it times out there, and pass envelopes for this
+        device to that one; it is raced again only when no other answers.
+        While there is no route to the old home the host has no network: it
+        waits for one rather than racing (and recording failures for)
+        supernodes it cannot reach.
+        """
+        lost = avoid = self.home_address
+        if lost is not None:
+            self.cache.record_failure(lost, time.time())
         if self.home is not None:
             self.home.close()
         self.home = None
         while self.home is None:
+            if lost is not None and self.route(lost) is None:
+                await asyncio.sleep(self.config.route_check_s)
+                continue
             try:
-                await self.connect()
+                await self.connect(avoid=avoid)
             except EndpointError as exc:
+                if avoid is not None:
+                    avoid = None  # no other supernode answered: the old one again
+                    continue
                 log.warning("re-homing failed (%s); trying again", exc)
                 await asyncio.sleep(self.config.rehome_backoff_s)
         self.rehomes += 1
+        for listener in list(self.home_listeners):
+            listener()
 
     async def leave(self, timeout: float = 2.0) -> None:
         """Tell the directory this device went offline (best effort), then close."""

@@ -34,6 +34,12 @@ Establishing a path (docs/protocol.md, "Path establishment"):
    stops answering, or its relay disappears with the home supernode, the
    caller establishes again and swaps the new connection into the same
    :class:`PeerPath`; the callee folds the new incoming path into it.
+6. When the session re-homes (its home died, or this host's network
+   changed under it), the links to other supernodes are closed (they ran
+   from the old network), the host candidates are gathered again (the
+   host's addresses may have changed) and every path is checked at once, as with
+   :meth:`PathManager.check_soon`: a path that died with the old network is
+   established again within seconds, not at its next keep-alive.
 
 Relay allocations are shared: a user may hold only a few on a supernode,
 so every attempt uses a live allocation on the current home that has room
@@ -87,7 +93,7 @@ from hopline.path.checks import (
 from hopline.path.hosts import interface_addresses, probe_key
 from hopline.path.peer import PathClosedError, PeerPath
 from hopline.relay.client import RelayAllocationHandle, RelayClient
-from hopline.runtime.peer import Addr, EndpointError, PeerConnection
+from hopline.runtime.peer import Addr, ConnectionLost, EndpointError, PeerConnection
 from hopline.runtime.timer import CoreTimer
 from hopline.wire import Address, Kind, Message, WireError, decode, encode
 from hopline.wire.commands import DeviceRecord, Forward, Ping
@@ -225,6 +231,7 @@ class PathManager:
         endpoint.datagram_handler = self._on_datagram
         self._previous_raw, endpoint.raw_handler = endpoint.raw_handler, self._on_raw
         self._previous_accepted, endpoint.on_accept = endpoint.on_accept, self._on_accepted
+        self.session.home_listeners.append(self._home_changed)
         if self.config.udp and endpoint.local_address is None:
             await endpoint.open_udp("0.0.0.0")  # noqa: S104 -- candidates on every interface
         await self._refresh_hosts()
@@ -237,11 +244,15 @@ class PathManager:
         ``device`` picks the device (one of :meth:`devices`); without it the
         first device of the user's presence record is used. Concurrent calls
         for the same user and device share one attempt (a peer allows only a
-        few at a time), each waiting at most its own ``timeout``.
+        few at a time), each waiting at most its own ``timeout``. A path of ours
+        that is being established again is waited for, not duplicated.
         """
-        for path in self.paths:
+        for path in list(self.paths):
             wanted = device is None or path.device_id == device.device_id
             if path.user == user.lower() and path.live and wanted:
+                return path
+            ours = path.user == user.lower() and wanted and path.initiator
+            if ours and await self._recovered(path, timeout):
                 return path
         key = (user.lower(), device.device_id if device is not None else None)
         pending = self._connecting.get(key)
@@ -253,6 +264,17 @@ class PathManager:
             return await asyncio.wait_for(asyncio.shield(pending), timeout)
         except TimeoutError:
             raise PathError("timeout") from None
+
+    @staticmethod
+    async def _recovered(path: PeerPath, timeout: float) -> bool:
+        """Wait for a lost path to come back; False if it closed for good."""
+        try:
+            await path.wait_live(timeout)
+        except PathClosedError:
+            return False
+        except ConnectionLost:
+            raise PathError("timeout") from None
+        return True
 
     async def _connect_new(
         self, user: str, timeout: float, device: DeviceRecord | None
@@ -299,6 +321,8 @@ class PathManager:
             endpoint.raw_handler = self._previous_raw
         if endpoint.on_accept == self._on_accepted:
             endpoint.on_accept = self._previous_accepted
+        with contextlib.suppress(ValueError):
+            self.session.home_listeners.remove(self._home_changed)
 
     async def _release_all(self, relay: RelayClient) -> None:
         """Delete our allocations on the supernode (best effort, briefly), then forget them."""
@@ -1121,6 +1145,8 @@ class PathManager:
                 continue  # closed, or swapped while we looked (an upgrade)
             if self._take_replacement(path):
                 continue
+            if pc is not None and not pc.closed.done():
+                pc.close()  # it stopped answering: while open it would count as live
             path.lost()
             self._release_current(path)
             if not self.config.reestablish or not await self._recover(path):
@@ -1141,6 +1167,16 @@ class PathManager:
         self._install(attempt, pc)
         return path.connection is pc
 
+    def _home_changed(self) -> None:
+        """The session re-homed: drop links made from the old network, look at this
+        host's addresses again, check every path."""
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
+        self._spawn(self._refresh_hosts())
+        for path in self.paths:
+            self.check_soon(path)
+
     def check_soon(self, path: PeerPath) -> None:
         """Check ``path`` now (its traffic stalled): a ping with a short timeout,
         and on failure establish it again at once."""
@@ -1152,7 +1188,11 @@ class PathManager:
         closed: asyncio.Future[str] = asyncio.ensure_future(asyncio.shield(pc.closed))
         asked: asyncio.Future[bool] = asyncio.ensure_future(path.check_requested.wait())
         try:
-            await asyncio.wait((closed, asked), timeout=self.config.keepalive_s)
+            await asyncio.wait(
+                (closed, asked),
+                timeout=self.config.keepalive_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         finally:
             for waiter in (closed, asked):
                 waiter.cancel()
