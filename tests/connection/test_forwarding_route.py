@@ -62,3 +62,13 @@ def test_to_device_picks_that_device_of_a_user_with_several() -> None:
         assert isinstance(decision, Route) and decision.key == ("udp", ("127.0.0.1", key))
     unknown = Forward(payload=b"p", to_user="bob", to_device=b"\x00" * 16)
     assert route(unknown, peer("alice"), peers, None) == Drop("no-route")
+
+
+def test_the_newest_connection_of_a_device_wins() -> None:
+    """After a network change the device's old connection lingers here until it times
+    out; envelopes must go to the one it made from its new address."""
+    bob = peer("bob")
+    old, new = ("udp", ("127.0.0.1", 5)), ("udp", ("10.0.0.9", 6))
+    peers = {old: bob, ("udp", ("127.0.0.1", 1)): peer("alice"), new: bob}
+    decision = route(Forward(payload=b"p", to_user="bob"), peer("alice"), peers, None)
+    assert isinstance(decision, Route) and decision.key == new

@@ -10,7 +10,10 @@ is sent on:
 * the target is ``to_address``, else ``to_node``, else ``to_user`` (a
   certified name; with ``to_device``, only that device of the user, so a
   user logged in on several devices gets each its own envelopes); no
-  connected peer matches: dropped (``no-route``);
+  connected peer matches: dropped (``no-route``). When one device has
+  several connections here, the newest wins: after a network change the
+  device connects again from its new address while the old connection
+  lingers until it times out, and only the new one reaches it;
 * ``from_user`` and ``from_device`` are replaced by what the sender's
   certificate says, so a peer cannot forward in someone else's name
   (an anonymous sender cannot use forwarding at all: ``anonymous``);
@@ -24,7 +27,6 @@ the forwarding node routes without reading it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hopline.connection.events import PeerIdentity
@@ -50,7 +52,7 @@ class Drop:
 
 
 def _find(
-    envelope: Forward, peers: Mapping[Key, PeerIdentity | None], own_name: str | None
+    envelope: Forward, peers: dict[Key, PeerIdentity | None], own_name: str | None
 ) -> Key | str:
     if envelope.to_address is not None:
         wanted = (str(envelope.to_address.host), envelope.to_address.port)
@@ -61,7 +63,7 @@ def _find(
     name = envelope.to_node.decode("utf-8", "replace") if envelope.to_node else envelope.to_user
     if name is None or name.lower() == own_name:
         return "local"
-    for key, peer in peers.items():
+    for key, peer in reversed(peers.items()):  # newest connection first (module docstring)
         if peer is not None and peer.name == name.lower() and _device_matches(envelope, peer):
             return key
     return "no-route"
@@ -78,10 +80,13 @@ def _device_matches(envelope: Forward, peer: PeerIdentity) -> bool:
 def route(
     envelope: Forward,
     sender: PeerIdentity | None,
-    peers: Mapping[Key, PeerIdentity | None],
+    peers: dict[Key, PeerIdentity | None],
     own_name: str | None,
 ) -> Route | Drop:
-    """Where ``envelope`` from ``sender`` goes, and what is sent on."""
+    """Where ``envelope`` from ``sender`` goes, and what is sent on.
+
+    ``peers`` are the connected peers in the order their connections were made.
+    """
     if sender is None or sender.certificate is None:
         return Drop("anonymous")
     found = _find(envelope, peers, own_name)
