@@ -10,7 +10,10 @@ import asyncio
 import json
 import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -218,13 +221,39 @@ def test_ctrl_c_stops_an_online_daemon_cleanly(net: Net) -> None:
     assert done.returncode == 1 and "hopline up" in done.stderr
 
 
+async def events_until(profile: Path, wanted: Callable[[list[dict[str, Any]]], bool]) -> list:
+    """The daemon's events from now until ``wanted(events)`` holds (40 s at most)."""
+    seen: list[dict[str, Any]] = []
+    async with Client.for_profile(profile) as client:
+        stream = client.events()
+        try:
+            while not wanted(seen):
+                seen.append(await asyncio.wait_for(stream.__anext__(), 40))
+        finally:
+            await stream.aclose()
+    return seen
+
+
 def test_daemon_rehomes_when_its_supernode_dies(net: Net) -> None:
     net.up("frank")
     net.cli("frank", "register", "frank")
     net.cli("frank", "login", "frank")
     home = net.wait_online("frank")["supernode"]["address"]
     victim = next(node for node in net.nodes if node.ready["listen"] == home)
-    victim.kill(signal.SIGKILL)
+
+    def rehomed_and_checked(events: list[dict[str, Any]]) -> bool:
+        types = [e["type"] for e in events if e["type"] in ("home", "nat")]
+        return "home" in types and "nat" in types[types.index("home") :]
+
+    with ThreadPoolExecutor(1) as pool:  # the event stream, read while the home dies
+        watching = pool.submit(
+            asyncio.run, events_until(net.workdir / "frank", rehomed_and_checked)
+        )
+        time.sleep(0.5)
+        victim.kill(signal.SIGKILL)
+        events = watching.result(timeout=60)
+    new_home = next(e["data"] for e in events if e["type"] == "home")
+    assert new_home["address"] != home  # the event tells the API's clients at once
     deadline = time.monotonic() + 40
     status = net.json("frank", "status")
     while time.monotonic() < deadline:

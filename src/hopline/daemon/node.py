@@ -38,6 +38,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -211,6 +212,7 @@ class ClientDaemon:
             self._set_state(DaemonState.ONLINE)
             self._discover_nat(session)
             self.events.emit("home", **self._home_json(session))
+            session.home_listeners.append(partial(self._rehomed, session))
             delay = self.config.retry_initial_s
             try:
                 await session.run()
@@ -307,6 +309,16 @@ class ClientDaemon:
                 await service.close()
         if paths is not None:
             await paths.close()
+
+    def _rehomed(self, session: ClientSession) -> None:
+        """The session found a new home (a network change, or the old home died):
+        say so, and learn the NAT type again: the network may be another one."""
+        if self.session is not session:
+            return
+        self.events.emit("home", **self._home_json(session))
+        task = self._netcheck_task
+        if task is None or task.done():
+            self._discover_nat(session)
 
     def _discover_nat(self, session: ClientSession) -> None:
         task = asyncio.create_task(self._netcheck(session), name="hopline-netcheck")
