@@ -32,7 +32,10 @@ process, each a :class:`~hopline.client.session.ClientSession` with a
    page. The drain rate is the backlog over the fetch; the login figure
    includes the connect.
 4. **File transfer** on loopback, direct and relayed: the end-to-end run of
-   ``benchmarks/files.py`` (its own network of one supernode).
+   ``benchmarks/files.py`` (its own network of one supernode; both clients
+   in this process, 32 and 63 KiB chunks), then the same file between two
+   daemon processes (``hopline up``, driven through the local API, the
+   daemon's own settings), as two users run them (``_daemon_files``).
 
 Everything runs on uvloop, as the daemon does (``--asyncio``: the standard
 loop). The anchors are from the project's aims: Tox's relayed file transfers run at
@@ -57,6 +60,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, write_json
+from _daemon_files import run_daemons
 from files import MB, run_loopback
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession, SessionConfig
@@ -385,6 +389,37 @@ def file_rows(size: int, uvloop: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def daemon_rows(size: int) -> list[dict[str, Any]]:
+    """The same transfer between two daemon processes (``_daemon_files``), with the aim."""
+    rows = run_daemons(size)
+    for row in rows:
+        relayed = row["path"] != "direct"
+        row["aim_mb_per_s"] = AIM_RELAY if relayed else None
+        row["meets_aim"] = row["mb_per_s"] > AIM_RELAY if relayed else None
+    return rows
+
+
+def print_daemon_files(doc: dict[str, Any]) -> None:
+    """The file transfer between two daemon processes."""
+    rows = [
+        [
+            r["path"],
+            r["seconds"],
+            r["mb_per_s"],
+            r["alice_cpu_s_per_mb"],
+            r["bob_cpu_s_per_mb"],
+            r["supernode_cpu_s_per_mb"],
+            f"> {r['aim_mb_per_s']:.0f}" if r["aim_mb_per_s"] else "-",
+        ]
+        for r in doc["files_daemons"]
+    ]
+    print_table(
+        f"file transfer between two daemon processes (hopline up), {doc['files_size_mb']} MB",
+        ["path", "seconds", "MB/s", "alice CPU s/MB", "bob CPU s/MB", "SN CPU s/MB", "aim MB/s"],
+        rows,
+    )
+
+
 def print_latency(messaging: dict[str, Any]) -> None:
     """The online latency table."""
     rows = []
@@ -495,11 +530,13 @@ def main() -> None:
         "messaging": messaging,
         "files_size_mb": size // MB,
         "files": file_rows(size, uvloop),
+        "files_daemons": daemon_rows(size),
     }
     doc["load_average_1m"] = round(os.getloadavg()[0], 2)  # the 2 cores are shared
     print_latency(messaging)
     print_offline(messaging)
     print_files(doc)
+    print_daemon_files(doc)
     print(f"\nload average (1 min) at the end: {doc['load_average_1m']}")
     write_json("messaging", doc)
 
