@@ -63,6 +63,16 @@ def test_status_shows_the_nat_type_once_discovered(alice_bob: Net) -> None:
     assert "open" in alice_bob.cli("alice", "status").stdout
 
 
+def test_netcheck_asks_the_daemon_when_one_runs(alice_bob: Net) -> None:
+    """``hopline netcheck`` with a daemon: the daemon checks from its own socket."""
+    doc = alice_bob.json("alice", "netcheck")
+    assert doc["udp"] is True and doc["nat_type"] == "open"  # loopback: no NAT
+    assert doc["servers"] and all(":" in server for server in doc["servers"])
+    assert "checked_at" not in doc  # the document is the same as without a daemon
+    status = alice_bob.json("alice", "status")
+    assert status["nat"] == doc["nat_type"]
+
+
 def test_search_by_handle_name_and_city(alice_bob: Net) -> None:
     assert lookup(alice_bob, "bob", "alice")["state"] == "online"
     by_name = alice_bob.json("bob", "search", "lidd", "--by", "name")["results"]

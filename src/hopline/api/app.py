@@ -227,6 +227,18 @@ async def status(daemon: Daemon) -> m.Status:
     return m.Status(**daemon.status())
 
 
+@router.get("/v1/netcheck", response_model=m.Netcheck, tags=["account"])
+async def netcheck(daemon: Daemon) -> m.Netcheck:
+    """The NAT check made when the daemon went online (or after a network change)."""
+    return m.Netcheck(**await daemon.netcheck(fresh=False))
+
+
+@router.post("/v1/netcheck", response_model=m.Netcheck, tags=["account"])
+async def netcheck_now(daemon: Daemon) -> m.Netcheck:
+    """Check the NAT again now, against the home and other known supernodes."""
+    return m.Netcheck(**await daemon.netcheck(fresh=True))
+
+
 @router.post("/v1/shutdown", response_model=m.Stopping, tags=["account"])
 async def shutdown(daemon: Daemon) -> m.Stopping:
     """Stop the daemon (it leaves the network cleanly)."""

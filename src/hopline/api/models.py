@@ -160,6 +160,26 @@ class Status(Model):
     last_error: str | None
 
 
+class Netcheck(Model):
+    """How this network's NAT behaves, as the daemon last measured it (``hopline netcheck``)."""
+
+    udp: bool
+    tcp: bool | None
+    nat_type: str
+    nat_class: int
+    mapping: str
+    filtering: str
+    public_address: str | None
+    public_address6: str | None
+    port_preserving: bool | None
+    ipv6: bool
+    local_addresses: list[str]
+    rtt_ms: dict[str, float]
+    tests: dict[str, str | None]
+    servers: list[str]
+    checked_at: float
+
+
 # ---------------------------------------------------------------- directory
 
 

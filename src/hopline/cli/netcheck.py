@@ -1,6 +1,9 @@
 """``hopline netcheck``: what this network lets Hopline do (NAT type, UDP, TCP, IPv6).
 
-Runs :func:`hopline.nat.netcheck.run_netcheck` against supernodes' STUN
+When the profile's daemon runs and no ``--server`` is given, the daemon
+checks (``POST /v1/netcheck``: against its home and the supernodes it
+knows, from the socket its peers see). Otherwise this command runs
+:func:`hopline.nat.netcheck.run_netcheck` itself against supernodes' STUN
 ports: those given with ``--server`` (repeatable), else the profile's host
 cache, else the supernodes the login server hands out (the profile's
 bootstrap list, asked afresh when the profile has none). Prints a table, or
@@ -19,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hopline.cli.common import DEFAULT_PROFILE, JsonOption, ProfileOption, run_network
+from hopline.cli.daemon import call_daemon, daemon_running
 from hopline.cli.output import UsageError, emit_json, human
 from hopline.client.profile import Profile, ProfileError, parse_address
 from hopline.wire import Address
@@ -40,9 +44,16 @@ def netcheck_command(
     """Find out how this host's NAT behaves (mapping, filtering, UDP, TCP, IPv6)."""
     from hopline.nat.netcheck import run_netcheck
 
+    if not server and daemon_running(profile):
+        found = call_daemon(profile, lambda client: client.netcheck(fresh=True))
+        _show(found.model_dump(exclude={"checked_at"}), as_json)
+        return
     servers = _servers(server or [], profile)
     report = run_network(run_netcheck(servers, timeout=timeout), "netcheck")
-    document = {**report.to_json(), "servers": [str(s) for s in servers]}
+    _show({**report.to_json(), "servers": [str(s) for s in servers]}, as_json)
+
+
+def _show(document: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(document)
     else:

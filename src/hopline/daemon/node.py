@@ -320,6 +320,23 @@ class ClientDaemon:
         if task is None or task.done():
             self._discover_nat(session)
 
+    async def netcheck(self, *, fresh: bool) -> dict[str, Any]:
+        """The last NAT check of this network (``fresh``: run one now, or wait for
+        the one running); the first is made when the daemon goes online."""
+        session = self._online_session()
+        task = self._netcheck_task
+        if fresh and (task is None or task.done()):
+            self._discover_nat(session)
+            task = self._netcheck_task
+        if (fresh or self.nat_report is None) and task is not None:
+            await asyncio.wait({task})  # never cancels it; its failure is reported below
+            failed = None if task.cancelled() else task.exception()
+            if failed is not None:
+                raise Unreachable(f"the NAT check failed: {failed}")
+        if self.nat_report is None:
+            raise Unreachable("no NAT check has finished yet")
+        return dict(self.nat_report)
+
     def _discover_nat(self, session: ClientSession) -> None:
         task = asyncio.create_task(self._netcheck(session), name="hopline-netcheck")
         task.add_done_callback(self._task_ended)
@@ -333,7 +350,11 @@ class ClientDaemon:
         servers += session.cache.candidates(time.time(), NETCHECK_SERVERS)
         servers = list(dict.fromkeys(servers))[:NETCHECK_SERVERS]
         report = await run_netcheck(servers, timeout=self.config.netcheck_timeout_s)
-        self.nat_report = report.to_json()
+        self.nat_report = {
+            **report.to_json(),
+            "servers": [str(server) for server in servers],
+            "checked_at": time.time(),
+        }
         session.nat_class = int(report.nat_type)
         if self.paths is not None:
             self.paths.nat = report

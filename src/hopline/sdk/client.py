@@ -40,6 +40,7 @@ from hopline.daemon.files import DaemonFileError, read_daemon_info
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_TIMEOUT_S = 30.0
+NETCHECK_WAIT_S = 15.0  # a NAT check takes up to 10 s in the daemon
 LONG_POLL_MARGIN_S = 10.0  # a long-polling request may take its own wait plus this
 CONTACT_OPS = ("accept", "decline", "remove", "block")
 OPS_TEXT = ", ".join(CONTACT_OPS)
@@ -138,6 +139,11 @@ class Client:
     async def status(self) -> m.Status:
         """Who, which supernode, public address, NAT class, presence."""
         return await self._call("GET", "/v1/status", m.Status)
+
+    async def netcheck(self, fresh: bool = False) -> m.Netcheck:
+        """The daemon's NAT check of this network; ``fresh`` runs one now."""
+        method = "POST" if fresh else "GET"  # the first check may still be running
+        return await self._call(method, "/v1/netcheck", m.Netcheck, wait_s=NETCHECK_WAIT_S)
 
     async def register(self, username: str, password: str, **fields: str) -> m.Registered:
         """Create an account (``full_name``, ``city``, ``country``, ``language``)."""
