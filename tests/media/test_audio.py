@@ -37,8 +37,7 @@ from hopline.media.audio import (
     WavSink,
     WavSource,
     load_voice,
-    open_sink,
-    open_source,
+    open_call_audio,
     read_wav,
     write_wav,
 )
@@ -442,13 +441,38 @@ def test_null_sink_counts() -> None:
 # ---------------------------------------------------------------- choosing
 
 
-def test_open_source_and_sink_choose_by_options(tmp_path: Path) -> None:
+def test_call_audio_chooses_by_options(tmp_path: Path) -> None:
     path = tmp_path / "in.wav"
     write_wav(path, sample_values(FRAME_SAMPLES))
-    assert isinstance(open_source(str(path), device=True), WavSource)
-    assert isinstance(open_source(None, device=False), ToneSource)
-    assert isinstance(open_sink(str(tmp_path / "out.wav"), device=True), WavSink)
-    assert isinstance(open_sink(None, device=False), NullSink)
+    files = open_call_audio(str(path), str(tmp_path / "out.wav"), devices=True)
+    assert isinstance(files.source, WavSource) and isinstance(files.sink, WavSink)
+    assert files.note is None
+    files.close()
+    quiet = open_call_audio(None, None, devices=False)
+    assert isinstance(quiet.source, SilenceSource) and isinstance(quiet.sink, NullSink)
+    assert quiet.note is None
+
+
+def test_call_audio_closes_the_source_when_the_sink_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "in.wav"
+    write_wav(path, sample_values(FRAME_SAMPLES))
+    closed: list[bool] = []
+
+    class Watched(audio.WavSource):
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    def refuse(_path: str) -> None:
+        raise AudioFileError(_path, "cannot write there")
+
+    monkeypatch.setattr(audio, "WavSource", Watched)
+    monkeypatch.setattr(audio, "WavSink", refuse)
+    with pytest.raises(AudioFileError, match="cannot write there"):
+        open_call_audio(str(path), str(tmp_path / "out.wav"), devices=False)
+    assert closed == [True]
 
 
 # ---------------------------------------------------------------- devices
@@ -473,11 +497,12 @@ def test_no_device_is_a_clear_error(opener: type) -> None:
 
 
 @pytest.mark.skipif(_has_sound_device(), reason="this machine has a sound device")
-def test_open_with_device_but_none_present() -> None:
-    with pytest.raises(AudioDeviceError):
-        open_source(None, device=True)
-    with pytest.raises(AudioDeviceError):
-        open_sink(None, device=True)
+def test_call_audio_without_devices_falls_back_and_says_why() -> None:
+    audio = open_call_audio(None, None, devices=True)
+    assert isinstance(audio.source, SilenceSource) and isinstance(audio.sink, NullSink)
+    assert audio.note is not None
+    assert "no microphone" in audio.note and "sending silence" in audio.note
+    assert "no speaker" in audio.note and "discarding received audio" in audio.note
 
 
 def test_missing_sounddevice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

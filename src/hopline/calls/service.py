@@ -77,17 +77,7 @@ from hopline.calls.state import (
     Resume,
     ResumedByPeer,
 )
-from hopline.media.audio import (
-    AudioDeviceError,
-    AudioSink,
-    AudioSource,
-    DeviceSink,
-    DeviceSource,
-    NullSink,
-    SilenceSource,
-    WavSink,
-    WavSource,
-)
+from hopline.media.audio import AudioSink, AudioSource, open_call_audio
 from hopline.media.stream import VoiceConfig, VoiceStream
 from hopline.path.manager import PathError, PathManager
 from hopline.path.peer import PeerPath
@@ -214,6 +204,12 @@ class CallService:
         self.incoming: asyncio.Queue[LiveCall] = asyncio.Queue(self.config.max_ringing)
         self._tasks: set[asyncio.Task[None]] = set()
         self._attached: set[PeerPath] = set()
+        self.busy_with: Callable[[str], bool] | None = None
+        """Set by a service that has the user's attention elsewhere (a conference
+        with them): a call to or from such a user is refused as busy."""
+        self.media_owned: Callable[[PeerPath], bool] | None = None
+        """Set by a service that owns the datagrams of some paths (a conference's
+        legs): the call service leaves their ``on_datagram`` alone."""
 
     # ------------------------------------------------------------ life
 
@@ -260,9 +256,20 @@ class CallService:
             return await path.default_handle(message)
 
         path.handler = handler
-        path.on_datagram = self._stray_media(path)
+        self.release_media(path)
         while not path.incoming.empty():
             self._on_signal(path, path.incoming.get_nowait())
+
+    def release_media(self, path: PeerPath) -> None:
+        """No call on ``path``: its datagrams are strays, unless another service owns them.
+
+        A service that owned them calls this when it lets the path go.
+        """
+        if self.media_owned is None or not self.media_owned(path):
+            path.on_datagram = self._stray_media(path)
+
+    def _held_elsewhere(self, user: str) -> bool:
+        return self.busy_with is not None and self.busy_with(user.lower())
 
     def _stray_media(self, path: PeerPath) -> Callable[[bytes], None]:
         """Datagrams on a path with no call in progress: dropped and counted."""
@@ -279,9 +286,11 @@ class CallService:
     ) -> LiveCall:
         """Ring every device ``user`` is online on; returns at once (state calling).
 
-        Raises :class:`CallError` when the user is not online or the audio
-        files cannot be used.
+        Raises :class:`CallError` when the user is not online, is in a
+        conference with us (busy), or the audio files cannot be used.
         """
+        if self._held_elsewhere(user):
+            raise CallError(f"busy: in a conference with {user}")
         try:
             devices = await self.paths.devices(user)
         except PathError as exc:
@@ -493,7 +502,8 @@ class CallService:
         if CODEC_OPUS not in invite.codecs:
             self._send(path, CallDecline(call_id=invite.call_id, reason="no common codec"))
             return
-        if self.busy() or ringing >= self.config.max_ringing:
+        busy = self.busy() or self._held_elsewhere(path.user)
+        if busy or ringing >= self.config.max_ringing:
             self._send(path, CallDecline(call_id=invite.call_id, busy=1, reason="busy"))
             return
         live = LiveCall(
@@ -577,33 +587,10 @@ class CallService:
 
     def _open_audio(self, live: LiveCall) -> None:
         """Open the source and sink now, so a bad file fails the request, not the call."""
-        live.source = self._source(live)
-        try:
-            live.sink = self._sink(live)
-        except BaseException:
-            live.source.close()
-            raise
-
-    def _source(self, live: LiveCall) -> AudioSource:
-        if live.play is not None:
-            return WavSource(live.play)
-        if self.config.devices:
-            try:
-                return DeviceSource()
-            except AudioDeviceError as exc:
-                live.audio_note = f"no microphone ({exc}): sending silence"
-        return SilenceSource()
-
-    def _sink(self, live: LiveCall) -> AudioSink:
-        if live.record is not None:
-            return WavSink(live.record)
-        if self.config.devices:
-            try:
-                return DeviceSink()
-            except AudioDeviceError as exc:
-                note = f"no speaker ({exc}): discarding received audio"
-                live.audio_note = f"{live.audio_note}; {note}" if live.audio_note else note
-        return NullSink()
+        audio = open_call_audio(live.play, live.record, devices=self.config.devices)
+        live.source, live.sink = audio.source, audio.sink
+        if audio.note is not None:
+            live.audio_note = audio.note
 
     def _start_media(self, live: LiveCall) -> None:
         path = live.path
@@ -685,7 +672,7 @@ class CallService:
         if live.stream is not None:
             live.final = live.stream.stats(asyncio.get_running_loop().time()).to_json()
         if live.path is not None:
-            live.path.on_datagram = self._stray_media(live.path)
+            self.release_media(live.path)
         current = asyncio.current_task()
         for task in live.tasks:
             if task is not current:

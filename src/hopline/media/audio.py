@@ -51,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "CallAudio",
     "FRAME_SAMPLES",
     "SAMPLE_RATE",
     "AudioDeviceError",
@@ -66,8 +67,7 @@ __all__ = [
     "WavSink",
     "WavSource",
     "load_voice",
-    "open_sink",
-    "open_source",
+    "open_call_audio",
     "read_wav",
     "resample",
     "to_int16",
@@ -647,27 +647,53 @@ class DeviceSink:
 # --- choosing ----------------------------------------------------------------------
 
 
-def open_source(play: str | None, *, device: bool) -> AudioSource:
-    """The source for a call: the ``--play`` WAV file, else the microphone, else a tone.
+@dataclass
+class CallAudio:
+    """What a call plays from and into, and a note when a device was missing."""
 
-    Raises :class:`AudioFileError` for a bad file and :class:`AudioDeviceError`
-    when ``device`` is asked for but none can be opened.
+    source: AudioSource
+    sink: AudioSink
+    note: str | None = None
+
+    def close(self) -> None:
+        """Close both ends (the sink finishes its WAV file)."""
+        try:
+            self.source.close()
+        finally:
+            self.sink.close()
+
+
+def open_call_audio(play: str | None, record: str | None, *, devices: bool) -> CallAudio:
+    """The ends of a call: the ``play`` WAV file, else the microphone (with
+    ``devices``), else silence; the ``record`` WAV file, else the speaker, else
+    nothing. A missing device is not an error: it is said in ``note``.
+
+    Raises :class:`AudioFileError` for a bad ``play`` file; when opening the
+    sink fails, the source is closed before the error goes on.
     """
+    notes: list[str] = []
+    source: AudioSource
     if play is not None:
-        return WavSource(play)
-    if device:
-        return DeviceSource()
-    return ToneSource()
+        source = WavSource(play)
+    else:
+        source = _device_or(DeviceSource, SilenceSource, devices, "microphone", notes)
+    try:
+        sink: AudioSink
+        if record is not None:
+            sink = WavSink(record)
+        else:
+            sink = _device_or(DeviceSink, NullSink, devices, "speaker", notes)
+    except BaseException:
+        source.close()
+        raise
+    return CallAudio(source, sink, "; ".join(notes) or None)
 
 
-def open_sink(record: str | None, *, device: bool) -> AudioSink:
-    """The sink for a call: the ``--record`` WAV file, else the speaker, else nothing.
-
-    Raises :class:`AudioDeviceError` when ``device`` is asked for but none can
-    be opened.
-    """
-    if record is not None:
-        return WavSink(record)
-    if device:
-        return DeviceSink()
-    return NullSink()
+def _device_or(device: Any, fallback: Any, wanted: bool, what: str, notes: list[str]) -> Any:
+    if wanted:
+        try:
+            return device()
+        except AudioDeviceError as exc:
+            doing = "sending silence" if what == "microphone" else "discarding received audio"
+            notes.append(f"no {what} ({exc}): {doing}")
+    return fallback()
