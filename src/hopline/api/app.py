@@ -10,10 +10,11 @@ daemon method and return its document. Every failure is a JSON
 |---|---|---|
 | 401 | ``unauthorized`` | no token, or the wrong one (compared in constant time) |
 | 404 | ``no-such-call`` | no call with that id, or none ringing to answer |
-| 404 | ``not-found`` | no contact, group or file transfer with that name or id, or no such route |
+| 404 | ``not-found`` | no contact, group, transfer or conference by that name or id, or route |
 | 405 | ``method-not-allowed`` | the path exists, the method does not (``Allow`` lists them all) |
 | 409 | ``not-logged-in``, ``already-logged-in`` | the profile's login state forbids it |
 | 409 | ``user-offline`` | the user called is not online now |
+| 409 | ``conference-refused`` | not now: not ringing, over, not the host, full or busy |
 | 422 | ``bad-input`` | a body (even one not UTF-8 JSON), query or value the daemon refuses |
 | 502 | ``refused`` | the login server or a supernode refused (its reason in ``message``) |
 | 503 | ``not-online``, ``unreachable`` | no home supernode yet, or the network is down |
@@ -26,6 +27,12 @@ Calls are resources under ``/v1/calls``: placing one returns its document at
 once (state ``calling``); answering, hanging up and holding return it too;
 ``/v1/calls/{id}/wait`` long-polls until the call ends, so a client follows a
 call with one request a second and no WebSocket.
+
+Conferences are resources under ``/v1/conferences`` in the same style:
+starting one returns its document at once (state ``inviting``),
+``/v1/conferences/answer`` joins the oldest ringing invite (waiting up to
+``wait_s``), and ``/v1/conferences/{id}/wait`` long-polls until this
+participant's conference ends.
 
 Contacts, chats, groups and files go through the daemon's
 :class:`~hopline.daemon.messenger.Messenger`: ``/v1/contacts``,
@@ -94,6 +101,15 @@ class CallIdConvertor(Convertor[str]):
 
 
 register_url_convertor("hopline_call_id", CallIdConvertor())
+
+
+class ConfIdConvertor(CallIdConvertor):
+    """A ``{conf_id}`` path segment: anything but ``answer`` (POST-only, see above)."""
+
+    regex = "(?!answer$)[^/]+"
+
+
+register_url_convertor("hopline_conf_id", ConfIdConvertor())
 
 
 class Unauthorized(Exception):
@@ -356,6 +372,85 @@ async def wait_call(
 ) -> m.Call:
     """Wait until this call ends, or ``timeout_s`` passes; returns its document then."""
     return m.Call(**await daemon.wait_call(call_id, timeout_s))
+
+
+# ---------------------------------------------------------------- conferences
+
+ConfId = Annotated[str, PathParam(pattern=m.CONF_ID_PATTERN, description="the conference's hex id")]
+CONF = "/v1/conferences/{conf_id:hopline_conf_id}"  # see ConfIdConvertor
+
+
+@router.post("/v1/conferences", response_model=m.Conference, tags=["conferences"])
+async def start_conference(body: m.ConferenceRequest, daemon: Daemon) -> m.Conference:
+    """Start a conference hosted here and invite ``users``; returns at once."""
+    doc = await daemon.start_conference(body.users, **_media(body))
+    return m.Conference(**doc)
+
+
+@router.get("/v1/conferences", response_model=m.Conferences, tags=["conferences"])
+async def list_conferences(daemon: Daemon) -> m.Conferences:
+    """Conferences running here, ringing invites, and those that ended lately."""
+    docs = daemon.list_conferences()
+    return m.Conferences(conferences=[m.Conference(**doc) for doc in docs])
+
+
+@router.post("/v1/conferences/answer", response_model=m.Conference, tags=["conferences"])
+async def answer_next_conference(body: m.ConferenceAnswerNext, daemon: Daemon) -> m.Conference:
+    """Join the oldest ringing conference, waiting up to ``wait_s`` for an invite."""
+    doc = await daemon.answer_conference(None, **_media(body), wait_s=body.wait_s)
+    return m.Conference(**doc)
+
+
+@router.get(CONF, response_model=m.Conference, tags=["conferences"])
+async def get_conference(conf_id: ConfId, daemon: Daemon) -> m.Conference:
+    """One conference: host and why, members, speakers, per-participant statistics."""
+    return m.Conference(**daemon.get_conference(conf_id))
+
+
+@router.post(CONF + "/accept", response_model=m.Conference, tags=["conferences"])
+async def accept_conference(
+    conf_id: ConfId, body: m.ConferenceAnswer, daemon: Daemon
+) -> m.Conference:
+    """Join this ringing conference."""
+    return m.Conference(**await daemon.answer_conference(conf_id, **_media(body)))
+
+
+@router.post(CONF + "/decline", response_model=m.Conference, tags=["conferences"])
+async def decline_conference(conf_id: ConfId, daemon: Daemon) -> m.Conference:
+    """Do not join this ringing conference."""
+    return m.Conference(**daemon.decline_conference(conf_id))
+
+
+@router.post(CONF + "/leave", response_model=m.Conference, tags=["conferences"])
+async def leave_conference(conf_id: ConfId, daemon: Daemon) -> m.Conference:
+    """Leave this conference (a host hands the mix on first)."""
+    return m.Conference(**daemon.leave_conference(conf_id))
+
+
+@router.post(CONF + "/invite", response_model=m.Conference, tags=["conferences"])
+async def invite_to_conference(
+    conf_id: ConfId, body: m.ConferenceUser, daemon: Daemon
+) -> m.Conference:
+    """Host: invite one more user."""
+    return m.Conference(**daemon.invite_to_conference(conf_id, body.user))
+
+
+@router.post(CONF + "/remove", response_model=m.Conference, tags=["conferences"])
+async def remove_from_conference(
+    conf_id: ConfId, body: m.ConferenceUser, daemon: Daemon
+) -> m.Conference:
+    """Host: put a member out, or withdraw an invite."""
+    return m.Conference(**daemon.remove_from_conference(conf_id, body.user))
+
+
+@router.get(CONF + "/wait", response_model=m.Conference, tags=["conferences"])
+async def wait_conference(
+    conf_id: ConfId,
+    daemon: Daemon,
+    timeout_s: Annotated[float, Query(ge=0, le=m.MAX_WAIT_S)] = 30.0,
+) -> m.Conference:
+    """Wait until this conference ends here, or ``timeout_s`` passes; its document then."""
+    return m.Conference(**await daemon.wait_conference(conf_id, timeout_s))
 
 
 # ---------------------------------------------------------------- contacts

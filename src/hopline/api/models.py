@@ -320,6 +320,82 @@ class Calls(Model):
     calls: list[Call]
 
 
+# ---------------------------------------------------------------- conferences
+
+CONF_ID_PATTERN = r"^[0-9a-fA-F]{32}$"  # 16 bytes
+MAX_CONFERENCE_USERS = 63  # the roster bound (64) less the host
+ConfStateName = Literal["idle", "inviting", "invited", "joining", "active", "handing_over", "ended"]
+
+
+class ConferenceRequest(CallMedia):
+    """Start a conference hosted here and invite ``users`` (each once, not yourself)."""
+
+    users: list[Annotated[str, Username]] = Field(
+        min_length=1, max_length=MAX_CONFERENCE_USERS, description="usernames to invite"
+    )
+
+
+class ConferenceAnswer(CallMedia):
+    """Join one ringing conference."""
+
+
+class ConferenceAnswerNext(CallMedia):
+    """Join the oldest ringing conference, waiting up to ``wait_s`` for an invite."""
+
+    wait_s: float = Field(default=0.0, ge=0, le=MAX_WAIT_S)
+
+
+class ConferenceUser(Model):
+    """One user to invite to, or remove from, a conference (host only)."""
+
+    user: str = Username
+
+
+class Conference(BaseModel):
+    """One conference as this participant sees it: host and why, roster, statistics.
+
+    Keys a newer daemon adds are kept as they are (untyped), as for calls.
+
+    ``participants`` holds per-participant statistics: on the host one entry
+    per participant (level, loss, jitter-buffer delay, ...), on a member the
+    stream to its host. ``longest_gap_ms`` is the longest media silence a
+    member measured (a host change shows up here).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    conf_id: str = Field(description="32 hex digits")
+    state: ConfStateName
+    role: str = Field(description="host or member")
+    end_reason: str | None = None
+    host: str | None = None
+    epoch: int = 0
+    members: list[str] = Field(default_factory=list)
+    invited: list[str] = Field(default_factory=list)
+    why_host: list[str] = Field(default_factory=list, description="why the host was chosen")
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+    successor: str | None = None
+    host_changes: list[dict[str, Any]] = Field(default_factory=list)
+    participants: dict[str, Any] = Field(default_factory=dict)
+    speakers: list[str] | None = Field(default=None, description="mixed now (host only)")
+    started_at: float | None = None
+    joined_at: float | None = None
+    ended_at: float | None = None
+    play: str | None = None
+    record: str | None = None
+    audio: str | None = None
+    streams: int = 0
+    longest_gap_ms: float = 0.0
+    media_unsent: int = 0
+    ignored: dict[str, int] = Field(default_factory=dict)
+
+
+class Conferences(Model):
+    """Conferences running here, ringing ones, and those that ended lately."""
+
+    conferences: list[Conference]
+
+
 # ---------------------------------------------------------------- contacts, chats, files
 
 MAX_TEXT_CHARS = 4096  # a chat message (at most 16 KiB of UTF-8 on the wire)

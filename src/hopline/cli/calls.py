@@ -1,4 +1,4 @@
-"""Voice calls through the daemon: ``call``, ``answer``, ``hangup`` and ``calls``.
+"""Voice calls and conferences through the daemon: ``call``, ``answer``, ``hangup``, ``calls``.
 
 The daemon carries the call (signalling, media, recording); these commands
 only start one and follow it. Following is a long-poll loop on the API
@@ -11,6 +11,16 @@ exactly one JSON document), printed however the call ended:
 * failed, rejected, busy or timed out: exit 1 with a one-line reason;
 * Ctrl-C: the call is hung up first, then the report, then exit 130
   (SIGTERM alike, exit 143).
+
+Conferences go the same way. ``hopline call U1 U2 ...`` (two users or more)
+starts one hosted here and follows it with ``/v1/conferences/{id}/wait``:
+the live line names the host, the members and who speaks; Ctrl-C leaves
+(exit 130 after the report); ``--json`` prints the conference document.
+``answer`` takes a ringing 1:1 call or a ringing conference invite; when
+both ring, the 1:1 call is answered (it is asked for first, and a
+conference invite declines itself busy while a 1:1 call runs). ``hangup ID``
+leaves the conference with that id, and ``hangup`` alone leaves the only
+live conference when there is no live call. ``calls`` lists both.
 
 Both signals are caught by loop signal handlers, not as ``KeyboardInterrupt``,
 so the command always gets to hang up and report. Arguments are checked before
@@ -39,6 +49,7 @@ from hopline.api import models as m
 from hopline.cli.common import JsonOption, ProfileOption, checked_path_length
 from hopline.cli.daemon import call_daemon
 from hopline.cli.output import CliError, UsageError, emit_json, human
+from hopline.identity.names import InvalidUsername, canonical_username
 from hopline.sdk import Client, HoplineError
 
 T = TypeVar("T")
@@ -47,6 +58,9 @@ REFRESH_S = 1.0  # one live statistics line a second
 ANSWER_POLL_S = 60.0  # answer --auto waits for a call in long polls of this length
 HANGUP_SETTLE_S = 5.0  # after hanging up, wait this long for the final statistics
 FAILED_ENDINGS = frozenset({"failed", "rejected", "busy", "timeout"})
+FAILED_CONFERENCE_ENDINGS = frozenset({"declined", "timeout", "host_lost", "failed"})
+ANSWER_TURN_S = 0.5  # answer --auto: a call is waited for this long, then invites are checked
+MAX_INVITEES = m.MAX_CONFERENCE_USERS
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FULL_ID_CHARS = 32  # a call id is 16 bytes
 CALL_ID_START = re.compile(r"[0-9a-fA-F]{1,32}")  # a call id, or the start of one
@@ -181,11 +195,16 @@ class LiveLine:
 
     def show(self, call: m.Call) -> None:
         """Show ``call``: its new state, or else its current statistics."""
-        if call.state != self._state:
-            self._state = call.state
-            self._write(state_text(call), final=True)
-        elif call.state in {"active", "held"}:
-            self._write(stats_text(call), final=not self._tty)
+        live = call.state in {"active", "held"}
+        self.show_texts(call.state, state_text(call), stats_text(call), live=live)
+
+    def show_texts(self, key: str, headline: str, stats: str, *, live: bool) -> None:
+        """``headline`` when ``key`` (the state) changed, else ``stats`` while ``live``."""
+        if key != self._state:
+            self._state = key
+            self._write(headline, final=True)
+        elif live:
+            self._write(stats, final=not self._tty)
 
     def close(self) -> None:
         """End a pending statistics line."""
@@ -246,20 +265,39 @@ async def _hang_up(client: Client, call: m.Call) -> m.Call:
     return call
 
 
-async def answer_next(client: Client, media: dict[str, Any], timeout_s: float | None) -> m.Call:
-    """Answer the next call to ring, waiting up to ``timeout_s`` (None: for ever)."""
+async def answer_next(
+    client: Client, media: dict[str, Any], timeout_s: float | None
+) -> m.Call | m.Conference:
+    """Answer the next call or conference invite to ring, waiting up to ``timeout_s``.
+
+    Each turn long-polls for a 1:1 call for :data:`ANSWER_TURN_S`, then takes
+    a ringing conference invite if there is one (None: wait for ever).
+    """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         left = ANSWER_POLL_S if deadline is None else deadline - time.monotonic()
-        try:
-            return await client.answer_call(
-                None, **media, wait_s=max(0.0, min(left, ANSWER_POLL_S))
-            )
-        except HoplineError as exc:
-            if exc.code != "no-such-call":
-                raise
-            if deadline is not None and left <= ANSWER_POLL_S:
-                raise CliError(f"no call came in {timeout_s:g} s") from None
+        answered = await answer_ringing(client, media, max(0.0, min(left, ANSWER_TURN_S)))
+        if answered is not None:
+            return answered
+        if deadline is not None and time.monotonic() >= deadline:
+            raise CliError(f"no call came in {timeout_s:g} s")
+
+
+async def answer_ringing(
+    client: Client, media: dict[str, Any], wait_s: float
+) -> m.Call | m.Conference | None:
+    """A ringing 1:1 call answered (waiting ``wait_s``), else a ringing invite joined, else None."""
+    try:
+        return await client.answer_call(None, **media, wait_s=wait_s)
+    except HoplineError as exc:
+        if exc.code != "no-such-call":
+            raise
+    try:
+        return await client.answer_conference(None, **media)
+    except HoplineError as exc:
+        if exc.code != "not-found":
+            raise
+    return None
 
 
 # ---------------------------------------------------------------- reports
@@ -346,20 +384,201 @@ def finish(followed: Followed, as_json: bool, waiting_for: str) -> None:
         raise CliError(f"the call with {call.peer} ended: {call.end_reason}")
 
 
+# ---------------------------------------------------------------- conferences
+
+
+def checked_invitees(users: list[str]) -> list[str]:
+    """The users of ``hopline call U1 U2 ...``, each once and within the roster bound."""
+    try:
+        names = [canonical_username(user) for user in users]
+    except InvalidUsername as exc:
+        raise UsageError(f"USER: {exc}") from None
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"USER: {', '.join(twice)} named more than once")
+    if len(names) > MAX_INVITEES:
+        raise UsageError(f"USER: a conference holds at most {MAX_INVITEES} users besides you")
+    return names
+
+
+@dataclass
+class FollowedConference:
+    """How following a conference turned out: its last document, and the stopping signal."""
+
+    conference: m.Conference | None
+    stopped_by: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for death by that signal (130 for Ctrl-C)."""
+        return 128 + self.stopped_by
+
+
+async def follow_any(
+    client: Client, start: Callable[[Client], Awaitable[m.Call | m.Conference]], *, waits: bool
+) -> Followed | FollowedConference:
+    """Start a call or join a conference with ``start``, then follow whichever it was."""
+    interrupt, live = Interrupt(), LiveLine()
+    with interrupt.installed():
+        doc = await interrupt.unless(start(client)) if waits else await start(client)
+        if doc is None:
+            return Followed(None, interrupt.signum)
+        try:
+            if isinstance(doc, m.Conference):
+                return await _until_left(client, doc, interrupt, live)
+            return await _until_ended(client, doc, interrupt, live)
+        finally:
+            live.close()
+
+
+async def follow_conference(
+    client: Client, start: Callable[[Client], Awaitable[m.Conference]], *, waits: bool
+) -> FollowedConference:
+    """Start (or join) a conference with ``start`` and follow it until it ends here."""
+    followed = await follow_any(client, start, waits=waits)
+    if isinstance(followed, FollowedConference):
+        return followed
+    return FollowedConference(None, followed.stopped_by)
+
+
+async def _until_left(
+    client: Client, conf: m.Conference, interrupt: Interrupt, live: LiveLine
+) -> FollowedConference:
+    while conf.state != "ended":
+        _show_conference(live, conf)
+        polled = await interrupt.unless(client.wait_conference(conf.conf_id, REFRESH_S))
+        if polled is None:
+            live.close()
+            return FollowedConference(await _leave(client, conf), interrupt.signum)
+        conf = polled
+    _show_conference(live, conf)
+    return FollowedConference(conf)
+
+
+async def _leave(client: Client, conf: m.Conference) -> m.Conference:
+    try:
+        conf = await client.leave_conference(conf.conf_id)
+    except HoplineError as exc:
+        if exc.code not in {"not-found", "conference-refused"}:
+            raise
+        return conf  # over or forgotten already: the last document is all there is
+    if conf.state != "ended":
+        conf = await client.wait_conference(conf.conf_id, HANGUP_SETTLE_S)
+    return conf
+
+
+def _show_conference(live: LiveLine, conf: m.Conference) -> None:
+    key = f"{conf.state}/{conf.host}"
+    live.show_texts(key, conference_text(conf), conference_stats(conf), live=conf.state == "active")
+
+
+def conference_text(conf: m.Conference) -> str:
+    """One line saying where the conference is now (state, host and why)."""
+    short = conf.conf_id[:SHORT_ID_CHARS]
+    if conf.state == "ended":
+        return f"conference {short} ended ({conf.end_reason or 'left'}), host was {conf.host}"
+    if conf.state == "inviting":
+        return f"conference {short}: inviting {', '.join(conf.invited) or '-'} ..."
+    why = f" ({'; '.join(conf.why_host)})" if conf.why_host else ""
+    return f"conference {short} {conf.state}: host {conf.host or '?'}{why}"
+
+
+def conference_stats(conf: m.Conference) -> str:
+    """The live line: time in, host, members, who is mixed now."""
+    since = time.time() - conf.joined_at if conf.joined_at else None
+    speakers = ", ".join(conf.speakers) if conf.speakers else "-"
+    return (
+        f"  {_clock(since)}  host {conf.host or '?'}  members {', '.join(conf.members) or '-'}"
+        f"  speakers {speakers}"
+    )
+
+
+def finish_conference(followed: FollowedConference, as_json: bool, waiting_for: str) -> None:
+    """Print the conference report, then fail (1, or 130 after Ctrl-C) when it went wrong."""
+    conf = followed.conference
+    if conf is None:
+        raise CliError(f"interrupted while {waiting_for}", followed.exit_code)
+    if as_json:
+        emit_json(conf.model_dump())
+    else:
+        human(False).print(conference_table([conf]))
+    if followed.stopped_by:
+        raise CliError(f"interrupted: left conference {conf.conf_id}", followed.exit_code)
+    if conf.end_reason in FAILED_CONFERENCE_ENDINGS:
+        raise CliError(f"conference {conf.conf_id} ended: {conf.end_reason}")
+
+
+def conference_table(conferences: list[m.Conference]) -> Table:
+    """One row per participant: conference, host and why, member, speaking, loss/jitter/level."""
+    table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", title_justify="left")
+    for column in ("conference", "state", "host", "why host", "member", "speaks"):
+        table.add_column(column, no_wrap=column != "why host")
+    for column in ("loss %", "jitter ms", "level dBFS"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for conf in conferences:
+        for index, row in enumerate(_conference_rows(conf)):
+            head = _conference_head(conf) if index == 0 else ("", "", "", "")
+            table.add_row(*(escape(cell) for cell in (*head, *row)))
+    return table
+
+
+def _conference_head(conf: m.Conference) -> tuple[str, str, str, str]:
+    state = conf.state if conf.state != "ended" else conf.end_reason or "ended"
+    why = "; ".join(conf.why_host) or "-"
+    return conf.conf_id[:SHORT_ID_CHARS], state, conf.host or "-", why
+
+
+def _conference_rows(conf: m.Conference) -> list[tuple[str, ...]]:
+    """Each member (and invitee) with what this participant measured about it."""
+    speakers = set(conf.speakers or ())
+    measured = [user for user in conf.participants if user != "previous"]
+    users = list(dict.fromkeys([*conf.members, *conf.invited, *measured]))
+    rows: list[tuple[str, ...]] = []
+    for user in users:
+        stats = conf.participants.get(user)
+        stats = stats if isinstance(stats, dict) else {}
+        jitter = stats.get("jitter_ms", stats.get("jb_delay_ms"))
+        rows.append(
+            (
+                user if user in conf.members else f"{user} (invited)",
+                "yes" if user in speakers or stats.get("speaking") else "-",
+                _value(stats.get("loss"), scale=100),
+                _value(jitter),
+                _value(stats.get("level_dbfs")),
+            )
+        )
+    return rows or [("-", "-", "-", "-", "-")]
+
+
 # ---------------------------------------------------------------- commands
 
 
 def call_command(
-    user: Annotated[str, typer.Argument(help="the user to call")],
+    users: Annotated[
+        list[str], typer.Argument(help="the user to call; two or more start a conference")
+    ],
     play: PlayOption = None,
     record: RecordOption = None,
     seconds: SecondsOption = None,
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Call a user and stay on the line until the call ends (Ctrl-C hangs up)."""
-    if not 0 < len(user) <= 64:
-        raise UsageError("USER: a username of 1 to 64 characters")
+    """Call a user (or start a conference with several) and stay until it ends (Ctrl-C)."""
+    for user in users:
+        if not 0 < len(user) <= 64:
+            raise UsageError("USER: a username of 1 to 64 characters")
+    if len(users) > 1:
+        invitees = checked_invitees(users)
+        media = media_arguments(play, record, seconds)
+        started = call_daemon(
+            profile,
+            lambda client: follow_conference(
+                client, lambda c: c.start_conference(invitees, **media), waits=False
+            ),
+        )
+        finish_conference(started, as_json, "starting a conference")
+        return
+    user = users[0]
     media = media_arguments(play, record, seconds)
     placed = call_daemon(
         profile,
@@ -370,7 +589,8 @@ def call_command(
 
 def answer_command(
     auto: Annotated[
-        bool, typer.Option("--auto", help="wait for the next incoming call and answer it")
+        bool,
+        typer.Option("--auto", help="wait for the next incoming call or conference invite"),
     ] = False,
     timeout: Annotated[
         float | None, typer.Option("--timeout", help="with --auto: give up after N seconds")
@@ -381,42 +601,79 @@ def answer_command(
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer the call ringing now (or with --auto the next one) and stay on the line."""
+    """Answer the call or conference ringing now (--auto: the next one) and stay on the line.
+
+    When a 1:1 call and a conference invite both ring, the 1:1 call is answered.
+    """
     if timeout is not None and not (auto and timeout > 0):
         raise UsageError("--timeout: a number of seconds above 0, with --auto")
     media = media_arguments(play, record, seconds)
 
-    async def start(client: Client) -> m.Call:
+    async def start(client: Client) -> m.Call | m.Conference:
         if auto:
-            sys.stderr.write("waiting for a call (Ctrl-C stops) ...\n")
+            sys.stderr.write("waiting for a call or a conference invite (Ctrl-C stops) ...\n")
             return await answer_next(client, media, timeout)
-        return await client.answer_call(None, **media)
+        answered = await answer_ringing(client, media, 0.0)
+        if answered is None:
+            raise CliError("no call or conference invite is ringing")
+        return answered
 
-    answered = call_daemon(profile, lambda client: follow(client, start, waits=auto))
-    finish(answered, as_json, "waiting for a call")
+    followed = call_daemon(profile, lambda client: follow_any(client, start, waits=auto))
+    if isinstance(followed, FollowedConference):
+        finish_conference(followed, as_json, "waiting for a call")
+    else:
+        finish(followed, as_json, "waiting for a call")
 
 
 def hangup_command(
     call_id: Annotated[
         str | None,
-        typer.Argument(help="the call id, or its start (default: the only or latest live call)"),
+        typer.Argument(
+            help="a call or conference id, or its start (default: the only or latest live call)"
+        ),
     ] = None,
     profile: ProfileOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Hang up a call (or reject a ringing one)."""
+    """Hang up a call (or reject a ringing one), or leave a conference."""
     wanted = checked_call_id(call_id) if call_id is not None else None
 
-    async def hang_up(client: Client) -> m.Call:
+    async def hang_up(client: Client) -> m.Call | m.Conference:
+        calls, conferences = await client.calls(), await client.conferences()
+        conference = pick_conference(wanted, calls, conferences)
+        if conference is not None:
+            return await client.leave_conference(conference)
         if wanted is None:
             return await client.hangup(None)
-        return await client.hangup(resolve_call_id(wanted, await client.calls()))
+        return await client.hangup(resolve_call_id(wanted, calls))
 
-    call = call_daemon(profile, hang_up)
+    done = call_daemon(profile, hang_up)
     if as_json:
-        emit_json(call.model_dump())
+        emit_json(done.model_dump())
         return
-    human(False).print(escape(f"hung up: {call.call_id} with {call.peer} ({call.state})"))
+    if isinstance(done, m.Conference):
+        text = f"left conference {done.conf_id} hosted by {done.host or '-'} ({done.state})"
+    else:
+        text = f"hung up: {done.call_id} with {done.peer} ({done.state})"
+    human(False).print(escape(text))
+
+
+def pick_conference(
+    wanted: str | None, calls: list[m.Call], conferences: list[m.Conference]
+) -> str | None:
+    """The conference ``hangup`` means: the one ``wanted`` starts (no call does), or
+    without an id the only live conference when no call is live; else None."""
+    live = [c for c in conferences if c.state != "ended"]
+    if wanted is None:
+        if any(call.state != "ended" for call in calls) or len(live) != 1:
+            return None
+        return live[0].conf_id
+    if any(call.call_id.startswith(wanted) for call in calls):
+        return None
+    matches = [c for c in live if c.conf_id.startswith(wanted)]
+    if len(matches) > 1:
+        raise UsageError(f"{wanted} is the start of {len(matches)} conference ids: give more")
+    return matches[0].conf_id if matches else None
 
 
 def resolve_call_id(given: str, calls: list[m.Call]) -> str:
@@ -434,14 +691,25 @@ def resolve_call_id(given: str, calls: list[m.Call]) -> str:
 
 
 def calls_command(profile: ProfileOption = None, as_json: JsonOption = False) -> None:
-    """Live calls (and those ended in the last minute) with their statistics."""
-    calls = call_daemon(profile, lambda client: client.calls())
+    """Live calls and conferences (and those ended lately) with their statistics."""
+
+    async def both(client: Client) -> tuple[list[m.Call], list[m.Conference]]:
+        return await client.calls(), await client.conferences()
+
+    calls, conferences = call_daemon(profile, both)
     if as_json:
-        emit_json({"calls": [call.model_dump() for call in calls]})
+        emit_json(
+            {
+                "calls": [call.model_dump() for call in calls],
+                "conferences": [conf.model_dump() for conf in conferences],
+            }
+        )
         return
     out = human(False)
+    if conferences:
+        out.print(conference_table(conferences))
     if not calls:
-        out.print("no calls")
+        out.print("no calls" if not conferences else "no 1:1 calls")
         return
     table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold")
     for column in ("call", "peer", "", "state", "time", "path"):

@@ -72,3 +72,9 @@ class NoSuchItem(DaemonError):
     """No contact, group or file transfer with that name or id."""
 
     code, status = "not-found", 404
+
+
+class ConferenceRefused(DaemonError):
+    """A conference request that cannot be carried out now (not ringing, over, busy, full)."""
+
+    code, status = "conference-refused", 409

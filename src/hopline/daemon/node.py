@@ -42,6 +42,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hopline.calls.conference import ConfState
+from hopline.calls.conference_service import (
+    ConferenceConfig,
+    ConferenceError,
+    ConferenceService,
+    LiveConference,
+    NoSuchConference,
+)
 from hopline.calls.service import CallConfig, CallError, CallService
 from hopline.calls.service import NoSuchCall as NoCall
 from hopline.client import account
@@ -50,6 +58,7 @@ from hopline.client.session import ClientSession, PresenceStatus, SessionConfig
 from hopline.daemon.errors import (
     AlreadyLoggedIn,
     BadInput,
+    ConferenceRefused,
     NoSuchCall,
     NoSuchItem,
     NotLoggedIn,
@@ -72,6 +81,7 @@ from hopline.path.manager import PathConfig, PathManager
 from hopline.runtime.endpoint import ConnectError, EndpointError, RequestError
 from hopline.wire import ErrorCode
 from hopline.wire.call import CALL_ID_SIZE
+from hopline.wire.conference import CONF_ID_SIZE, MAX_MEMBERS
 from hopline.wire.directory import LookupState, SearchField
 
 log = logging.getLogger("hopline.daemon")
@@ -106,6 +116,7 @@ class DaemonConfig:
     netcheck_timeout_s: float = 10.0
     paths: PathConfig = field(default_factory=PathConfig)
     calls: CallConfig = field(default_factory=CallConfig)
+    conferences: ConferenceConfig = field(default_factory=ConferenceConfig)
     messaging: MessagingConfig = field(default_factory=MessagingConfig)
     files: FileConfig = field(default_factory=FileConfig)
     downloads: Path | None = None  # where accepted files go; default: PROFILE/downloads
@@ -132,6 +143,7 @@ class ClientDaemon:
         self.session: ClientSession | None = None
         self.paths: PathManager | None = None
         self.calls: CallService | None = None
+        self.conferences: ConferenceService | None = None
         self.messaging: MessagingService | None = None
         self.files: FileService | None = None
         self.messenger = Messenger(self._chat_services)
@@ -264,6 +276,13 @@ class ClientDaemon:
         paths.path_listeners += [calls.attach, messaging.attach, files.attach]
         calls.start(accept_paths=False)
         files.start(accept_paths=False)
+        self.conferences = ConferenceService(
+            paths,
+            calls=calls,
+            config=self.config.conferences,
+            on_change=lambda doc: self.events.emit("conference", **doc),
+        )
+        self.conferences.start_serving()  # after the others: conf.* first, the rest on to them
         self.paths, self.calls, self.messaging, self.files = paths, calls, messaging, files
         self._accept_task = asyncio.create_task(self._drain_accepted(paths), name="hopline-accept")
         await messaging.start(accept_paths=False)  # fetches what waited offline first
@@ -300,10 +319,13 @@ class ClientDaemon:
 
     async def _stop_services(self) -> None:
         calls, messaging, files, paths = self.calls, self.messaging, self.files, self.paths
+        conferences, self.conferences = self.conferences, None
         self.calls = self.paths = self.messaging = self.files = None
         if self._accept_task is not None:
             self._accept_task.cancel()
             self._accept_task = None
+        if conferences is not None:  # before calls: a conference gives its paths back
+            await conferences.close()
         for service in (calls, messaging, files):
             if service is not None:
                 await service.close()
@@ -664,6 +686,156 @@ class ClientDaemon:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(live.ended.wait(), timeout_s)
         return service.describe(live)
+
+    # ------------------------------------------------------------ conferences
+
+    def _conference_service(self) -> ConferenceService:
+        self._online_session()
+        if self.conferences is None:
+            raise NotOnline("conferences are not ready yet (connecting)")
+        return self.conferences
+
+    def _conference(self, conf_id: str) -> tuple[ConferenceService, LiveConference]:
+        ident = _conf_id(conf_id)
+        service = self._conference_service()
+        return service, _conferring(service.get, ident)
+
+    async def start_conference(
+        self,
+        users: list[str],
+        *,
+        play: str | None,
+        record: str | None,
+        seconds: float | None,
+    ) -> dict[str, Any]:
+        """Start a conference hosted here with ``users``; its document at once."""
+        service = self._conference_service()
+        names = self._invitees(users)
+        try:
+            live = await service.start(names, play=play, record=record, seconds=seconds)
+        except ConferenceError as exc:
+            raise ConferenceRefused(str(exc)) from None
+        except AudioError as exc:
+            raise BadInput(str(exc)) from None
+        return service.describe(live)
+
+    def _invitees(self, users: list[str]) -> list[str]:
+        """``users`` canonical, each once, without this user, within the roster bound."""
+        names = [_canonical(user) for user in users]
+        if not names:
+            raise BadInput("a conference needs at least one user to invite")
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise BadInput(f"{', '.join(twice)} named more than once")
+        if self.user in names:
+            raise BadInput("you cannot invite yourself: you are in your own conference")
+        if len(names) >= MAX_MEMBERS:
+            raise BadInput(f"a conference holds at most {MAX_MEMBERS} participants, you included")
+        return names
+
+    async def answer_conference(
+        self,
+        conf_id: str | None,
+        *,
+        play: str | None,
+        record: str | None,
+        seconds: float | None,
+        wait_s: float = 0.0,
+    ) -> dict[str, Any]:
+        """Join a ringing conference (the oldest invite without ``conf_id``, waiting ``wait_s``)."""
+        service = self._conference_service()
+        if conf_id is not None:
+            live = _conferring(service.get, _conf_id(conf_id))
+        else:
+            live = await _next_invite(service, wait_s)
+        try:
+            joined = await service.accept(live.conf_id, play=play, record=record, seconds=seconds)
+        except ConferenceError as exc:
+            raise ConferenceRefused(str(exc)) from None
+        except AudioError as exc:
+            if conf_id is None:  # still ringing: the next request may take it
+                with contextlib.suppress(asyncio.QueueFull):
+                    service.incoming.put_nowait(live)
+            raise BadInput(str(exc)) from None
+        return service.describe(joined)
+
+    def decline_conference(self, conf_id: str) -> dict[str, Any]:
+        """Do not join a ringing conference."""
+        service, live = self._conference(conf_id)
+        return service.describe(_conferring(service.decline, live.conf_id))
+
+    def leave_conference(self, conf_id: str) -> dict[str, Any]:
+        """Leave a conference (a host hands the mix on first)."""
+        service, live = self._conference(conf_id)
+        return service.describe(_conferring(service.leave, live.conf_id))
+
+    def invite_to_conference(self, conf_id: str, user: str) -> dict[str, Any]:
+        """Host: invite one more user."""
+        service, live = self._conference(conf_id)
+        name = _canonical(user)
+        if name == self.user:
+            raise BadInput("you cannot invite yourself")
+        return service.describe(_conferring(service.invite, live.conf_id, name))
+
+    def remove_from_conference(self, conf_id: str, user: str) -> dict[str, Any]:
+        """Host: put a member out, or withdraw an invite."""
+        service, live = self._conference(conf_id)
+        name = _canonical(user)
+        return service.describe(_conferring(service.remove, live.conf_id, name))
+
+    def list_conferences(self) -> list[dict[str, Any]]:
+        """Conferences running here, ringing ones, and those that ended lately."""
+        service = self.conferences
+        return [] if service is None else service.conferences()
+
+    def get_conference(self, conf_id: str) -> dict[str, Any]:
+        """One conference's document."""
+        service, live = self._conference(conf_id)
+        return service.describe(live)
+
+    async def wait_conference(self, conf_id: str, timeout_s: float) -> dict[str, Any]:
+        """Wait until this participant's conference ends (or ``timeout_s``); its document."""
+        service, live = self._conference(conf_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(live.ended.wait(), timeout_s)
+        return service.describe(live)
+
+
+async def _next_invite(service: ConferenceService, wait_s: float) -> LiveConference:
+    """The oldest conference invite still ringing, waiting up to ``wait_s`` for one."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            if service.incoming.empty():
+                left = max(0.0, deadline - loop.time())
+                live = await asyncio.wait_for(service.incoming.get(), left)
+            else:
+                live = service.incoming.get_nowait()
+        except TimeoutError:
+            raise NoSuchItem("no conference invite is ringing") from None
+        if live.core.state is ConfState.INVITED:
+            return live
+
+
+def _conferring(function: Any, *args: Any) -> Any:
+    """Run a conference-service method, turning its failures into :class:`DaemonError`."""
+    try:
+        return function(*args)
+    except NoSuchConference as exc:
+        raise NoSuchItem(str(exc)) from None
+    except ConferenceError as exc:
+        raise ConferenceRefused(str(exc)) from None
+
+
+def _conf_id(text: str) -> bytes:
+    try:
+        ident = bytes.fromhex(text)
+    except ValueError:
+        ident = b""
+    if len(ident) != CONF_ID_SIZE:
+        raise BadInput(f"not a conference id: {text!r} (32 hex digits)")
+    return ident
 
 
 async def _now(function: Any, *args: Any) -> Any:

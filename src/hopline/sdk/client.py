@@ -274,6 +274,84 @@ class Client:
         path = f"/v1/calls/{_call_id(call_id)}/wait"
         return await self._call("GET", path, m.Call, params=params, wait_s=timeout_s)
 
+    # ------------------------------------------------------------ conferences
+
+    async def start_conference(
+        self,
+        users: list[str],
+        *,
+        play: str | Path | None = None,
+        record: str | Path | None = None,
+        seconds: float | None = None,
+    ) -> m.Conference:
+        """Start a conference hosted here with ``users``; returns at once (state ``inviting``).
+
+        ``play``/``record``/``seconds`` as for :meth:`place_call`; ``seconds``
+        leaves the conference after that long.
+        """
+        body = _body(m.ConferenceRequest, users=users, **_media(play, record, seconds))
+        return await self._call("POST", "/v1/conferences", m.Conference, body=body)
+
+    async def answer_conference(
+        self,
+        conf_id: str | None = None,
+        *,
+        play: str | Path | None = None,
+        record: str | Path | None = None,
+        seconds: float | None = None,
+        wait_s: float = 0.0,
+    ) -> m.Conference:
+        """Join ``conf_id``, or (``None``) the oldest ringing conference invite.
+
+        With ``conf_id`` None and ``wait_s`` > 0, waits that long for an invite.
+        Nothing ringing raises :class:`HoplineError` ``not-found``.
+        """
+        media = _media(play, record, seconds)
+        if conf_id is None:
+            body: BaseModel = _body(m.ConferenceAnswerNext, **media, wait_s=wait_s)
+            path = "/v1/conferences/answer"
+            return await self._call("POST", path, m.Conference, body=body, wait_s=wait_s)
+        body = _body(m.ConferenceAnswer, **media)
+        path = f"/v1/conferences/{_hex_id(conf_id, 'conference')}/accept"
+        return await self._call("POST", path, m.Conference, body=body)
+
+    async def decline_conference(self, conf_id: str) -> m.Conference:
+        """Do not join a ringing conference."""
+        return await self._conference_op(conf_id, "decline")
+
+    async def leave_conference(self, conf_id: str) -> m.Conference:
+        """Leave a conference (a host hands the mix on first)."""
+        return await self._conference_op(conf_id, "leave")
+
+    async def invite_to_conference(self, conf_id: str, user: str) -> m.Conference:
+        """Host: invite one more user."""
+        return await self._conference_op(conf_id, "invite", _body(m.ConferenceUser, user=user))
+
+    async def remove_from_conference(self, conf_id: str, user: str) -> m.Conference:
+        """Host: put a member out, or withdraw an invite."""
+        return await self._conference_op(conf_id, "remove", _body(m.ConferenceUser, user=user))
+
+    async def _conference_op(
+        self, conf_id: str, op: str, body: BaseModel | None = None
+    ) -> m.Conference:
+        path = f"/v1/conferences/{_hex_id(conf_id, 'conference')}/{op}"
+        return await self._call("POST", path, m.Conference, body=body)
+
+    async def conferences(self) -> list[m.Conference]:
+        """Conferences running here, ringing invites, and those that ended lately."""
+        return (await self._call("GET", "/v1/conferences", m.Conferences)).conferences
+
+    async def conference(self, conf_id: str) -> m.Conference:
+        """One conference: host and why, members, speakers, per-participant statistics."""
+        path = f"/v1/conferences/{_hex_id(conf_id, 'conference')}"
+        return await self._call("GET", path, m.Conference)
+
+    async def wait_conference(self, conf_id: str, timeout_s: float = 30.0) -> m.Conference:
+        """Wait until the conference ends here or ``timeout_s`` passes; its document then."""
+        params = {"timeout_s": timeout_s}
+        path = f"/v1/conferences/{_hex_id(conf_id, 'conference')}/wait"
+        return await self._call("GET", path, m.Conference, params=params, wait_s=timeout_s)
+
     # ------------------------------------------------------------ contacts
 
     async def contacts(self) -> list[m.Contact]:
