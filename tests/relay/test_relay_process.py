@@ -153,47 +153,6 @@ async def test_relay_both_ways_only_for_permitted_peers(
             peer.transport.close()
 
 
-async def test_two_allocations_here_hairpin_with_permissions_and_counts(
-    supernode: tuple[Proc, Proc], tmp_path: Path
-) -> None:
-    """alice's and bob's allocations on one supernode: datagrams between them are
-    handed over inside it, with the same permissions, sources and counters."""
-    ls, sn = supernode
-    alice, apc = await client(await logged_in(tmp_path, ls, "alice"), sn)
-    bob, bpc = await client(await logged_in(tmp_path, ls, "bob"), sn)
-    try:
-        a = await apc.request(RelayAllocate())
-        b = await bpc.request(RelayAllocate())
-        assert isinstance(a, RelayAllocateReply) and isinstance(b, RelayAllocateReply)
-        await apc.request(RelayChannel(relay_id=a.relay_id, channel=0x4001, peer=b.relayed))
-        apc.send_media(channel_frame(0x4001, b"before bob permits alice"))
-        assert await nothing_arrives(bpc.media)  # type: ignore[arg-type]
-
-        await bpc.request(RelayPermit(relay_id=b.relay_id, peers=(a.relayed,)))
-        for n in range(3):
-            apc.send_media(channel_frame(0x4001, b"hairpin %d" % n))
-            data = decode(await asyncio.wait_for(bpc.media.get(), 5))
-            assert isinstance(data, RelayData)  # bob bound no channel: a notice
-            assert (data.relay_id, data.peer, data.data) == (
-                b.relay_id,
-                a.relayed,
-                b"hairpin %d" % n,
-            )
-        bpc.send_media(encode(RelaySend(relay_id=b.relay_id, peer=a.relayed, data=b"back")))
-        back = await asyncio.wait_for(apc.media.get(), 5)
-        assert parse_channel_frame(back) == (0x4001, b"back")
-
-        await asyncio.sleep(1.2)  # one metrics snapshot
-        metrics = scrape_metrics(sn.ready["metrics"])
-        assert metrics["hopline_supernode_relay_hairpinned_total"] == 5  # the refused one too
-        assert metrics['hopline_supernode_relay_packets_total{direction="in"}'] == 4
-        drops = 'hopline_supernode_dropped_total{reason="relay:no-permission"}'
-        assert metrics[drops] == 1  # the one before bob's permission
-    finally:
-        alice.close()
-        bob.close()
-
-
 async def port_closes(probe: socket.socket, within: float = 5.0) -> bool:
     """Whether datagrams to ``probe``'s peer start bouncing (ICMP port unreachable):
     the notice of release may arrive just before the port is closed, so keep trying."""

@@ -17,10 +17,9 @@ drops ``relay:*`` and refused relay requests ``relay-refused:*``). The relay
 (:mod:`hopline.supernode.relay_service`) adds ``relay_allocations`` (held
 now), ``relay_granted_total`` (allocations granted), ``relay_packets_total`` and
 ``relay_datagram_bytes_total`` by direction (``in``: from peers to owners,
-``out``: from owners to peers) and ``relay_hairpinned_total`` (datagrams
-between two allocations of this supernode, handed over inside it). The STUN
-service (:mod:`hopline.nat.service`) adds ``stun_bindings_total`` (Binding
-success responses sent); its drops are the ``stun:*`` reasons. The offline store
+``out``: from owners to peers). The STUN service (:mod:`hopline.nat.service`)
+adds ``stun_bindings_total`` (Binding success responses sent); its drops are
+the ``stun:*`` reasons. The offline store
 (:mod:`hopline.supernode.offline_service`) adds ``offline_messages`` (sealed
 envelopes held now) and ``offline_bytes`` (their ciphertext bytes); its
 refusals are the ``offline:*`` reasons.
@@ -107,11 +106,6 @@ def _relay_metrics(snap: Snapshot) -> Iterator[Metric]:
     )
     yield CounterMetricFamily(
         PREFIX + "relay_granted", "relay allocations granted", counters.get("allocated", 0)
-    )
-    yield CounterMetricFamily(
-        PREFIX + "relay_hairpinned",
-        "relayed datagrams handed between two allocations here",
-        counters.get("hairpinned", 0),
     )
     for what, unit in (("packets", "packets"), ("datagram_bytes", "bytes")):
         family = CounterMetricFamily(

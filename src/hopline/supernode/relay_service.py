@@ -31,14 +31,6 @@ burst instead of once per datagram, and lets the link bundle the burst's
 frames into fewer encrypted datagrams. A frame waits for the end of the
 current loop turn at most, never for a timer.
 
-When both ends of a relayed datagram are allocations of this supernode (two
-relay-only users of the same home, say), the datagram is *hairpinned*:
-handed from one allocation to the other inside the process, as if it had
-left one relayed port and arrived on the other (the sender's relayed
-address as its source, both allocations' permissions and quotas applied),
-without the two system calls and the kernel's loopback path. It is counted
-in the table's ``hairpinned`` counter.
-
 Relayed ports bind to the host the supernode listens on and are advertised
 with the host of ``--public-address`` when given. Peers on loopback are
 permitted only when that host is loopback itself (a test network).
@@ -136,8 +128,6 @@ class RelayService:
         self.table = RelayTable(config or RelayConfig(allow_loopback_peers=loopback), time.time())
         self.ports: dict[int, asyncio.DatagramTransport] = {}
         self.owners: dict[int, PeerConnection] = {}
-        self.relayed: dict[int, Address] = {}  # relay_id -> its advertised relayed address
-        self.local: dict[Address, int] = {}  # the reverse: for hairpinning
         self.dropped: Counter[str] = Counter()  # shell-level: undecodable, owner gone
         self._watched: set[PeerConnection] = set()
         self._sources: dict[tuple[str, int], Address] = {}
@@ -196,9 +186,7 @@ class RelayService:
         )
         self.ports[relay_id] = transport
         port = transport.get_extra_info("sockname")[1]
-        relayed = Address(self.advertised, port)
-        self.relayed[relay_id], self.local[relayed] = relayed, relay_id
-        return relayed
+        return Address(self.advertised, port)
 
     def _refresh(self, pc: PeerConnection, request: RelayRefresh) -> Message:
         outcome = self.table.refresh(_owner(pc), request.relay_id, request.lifetime, time.time())
@@ -297,11 +285,6 @@ class RelayService:
         if port is None or port.is_closing():
             self.dropped["port-closed"] += 1
             return
-        target = self.local.get(decision.peer)
-        if target is not None:  # another allocation here: hairpin it (module docstring)
-            self.table.counters["hairpinned"] += 1
-            self._from_peer(target, payload, self.relayed[decision.relay_id])
-            return
         port.sendto(payload, decision.peer.as_tuple())
 
     def peer_datagram(self, relay_id: int, data: bytes, addr: tuple[str, int]) -> None:
@@ -372,9 +355,6 @@ class RelayService:
         port = self.ports.pop(released.relay_id, None)
         if port is not None:
             port.close()
-        relayed = self.relayed.pop(released.relay_id, None)
-        if relayed is not None:
-            self.local.pop(relayed, None)
         pc = self.owners.pop(released.relay_id, None)
         log.info(
             "relay %d released (%s)",
