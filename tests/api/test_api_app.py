@@ -7,33 +7,14 @@ what is checked here: the daemon's answers when it is not online.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from hopline.api.app import create_app
 from hopline.api.openapi import render
-from hopline.client.profile import Profile
-from hopline.daemon.node import ClientDaemon
-from hopline.wire import Address
 
-TOKEN = "t0ken-for-tests"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    profile = Profile.open(tmp_path / "p")
-    profile.pin_login_server(Address.parse("127.0.0.1:9"), bytes(32))
-    daemon = ClientDaemon(profile)
-    transport = httpx.ASGITransport(app=create_app(daemon, TOKEN))
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://test", headers=headers
-    ) as client:
-        yield client
 
 
 async def test_every_route_needs_the_token(api: httpx.AsyncClient) -> None:

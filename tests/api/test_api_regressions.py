@@ -10,34 +10,15 @@ online) is in ``test_api_schema.py`` with the other real-network tests.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from hopline.api import models as m
-from hopline.api.app import create_app
 from hopline.api.openapi import openapi_document
-from hopline.client.profile import Profile
-from hopline.daemon.node import ClientDaemon
-from hopline.wire import Address
 
-TOKEN = "t0ken-for-regressions"
 CALL_ID = "0123456789abcdef0123456789abcdef"
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    profile = Profile.open(tmp_path / "p")
-    profile.pin_login_server(Address.parse("127.0.0.1:9"), bytes(32))
-    transport = httpx.ASGITransport(app=create_app(ClientDaemon(profile), TOKEN))
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://test", headers=headers
-    ) as client:
-        yield client
 
 
 def schema_of(name: str) -> dict[str, Any]:

@@ -10,35 +10,14 @@ daemon, run between real daemons in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-from hopline.api.app import create_app
-from hopline.client.profile import Profile
-from hopline.daemon.node import ClientDaemon
 from hopline.sdk import Client, HoplineError
-from hopline.wire import Address
+from hopline.testing.api import TEST_TOKEN
 
-TOKEN = "t0ken-for-tests"
 CONF_ID = "00112233445566778899aabbccddeeff"
 CONF = f"/v1/conferences/{CONF_ID}"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> httpx.ASGITransport:
-    profile = Profile.open(tmp_path / "p")
-    profile.pin_login_server(Address.parse("127.0.0.1:9"), bytes(32))
-    return httpx.ASGITransport(app=create_app(ClientDaemon(profile), TOKEN))
-
-
-@pytest.fixture
-async def api(app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(transport=app, base_url="http://test", headers=headers) as client:
-        yield client
 
 
 ROUTES = [
@@ -120,7 +99,7 @@ async def test_answer_is_post_only(api: httpx.AsyncClient) -> None:
 
 
 async def test_the_sdk_reaches_every_route(app: httpx.ASGITransport) -> None:
-    client = Client("http://test", TOKEN, transport=app)
+    client = Client("http://test", TEST_TOKEN, transport=app)
     async with client:
         assert await client.conferences() == []
         calls = [
@@ -141,7 +120,7 @@ async def test_the_sdk_reaches_every_route(app: httpx.ASGITransport) -> None:
 
 
 async def test_the_sdk_checks_ids_and_bodies_first(app: httpx.ASGITransport) -> None:
-    async with Client("http://test", TOKEN, transport=app) as client:
+    async with Client("http://test", TEST_TOKEN, transport=app) as client:
         for bad in (
             client.conference("not-hex"),
             client.leave_conference(CONF_ID + "0"),

@@ -15,35 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hopline.api.app import create_app
-from hopline.client.profile import Profile
-from hopline.daemon.node import ClientDaemon
 from hopline.sdk import Client, HoplineError
-from hopline.wire import Address
+from hopline.testing.api import TEST_TOKEN
 
-TOKEN = "t0ken-for-tests"
 GID = "0123456789abcdef0123456789abcdef"
 TID = "fedcba9876543210fedcba9876543210"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> httpx.ASGITransport:
-    profile = Profile.open(tmp_path / "p")
-    profile.pin_login_server(Address.parse("127.0.0.1:9"), bytes(32))
-    return httpx.ASGITransport(app=create_app(ClientDaemon(profile), TOKEN))
-
-
-@pytest.fixture
-async def api(app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(transport=app, base_url="http://test", headers=headers) as client:
-        yield client
-
-
-@pytest.fixture
 async def sdk(app: httpx.ASGITransport) -> AsyncIterator[tuple[Client, list[httpx.Request]]]:
     """The SDK over the app, and the requests it made."""
-    client = Client("http://test", TOKEN, transport=app)
+    client = Client("http://test", TEST_TOKEN, transport=app)
     sent: list[httpx.Request] = []
 
     async def record(request: httpx.Request) -> None:

@@ -149,6 +149,8 @@ def test_four_talk_in_turn_and_each_hears_the_others(
     procs.append(alice)
     during = wait_full(four, "alice", 4)
     assert during["host"] == "alice" and during["role"] == "host" and during["why_host"]
+    upload = asyncio.run(_measured_upload(four.workdir / "alice"))  # the host's NAT check
+    assert f"upload {upload / 1e6:.2f} Mbit/s" in " ".join(during["why_host"]), during
     assert set(during["members"]) == set(PEOPLE)
     assert {"bob", "carol", "dave"} <= set(during["participants"])
     assert all("loss" in during["participants"][m] for m in ("bob", "carol", "dave"))
@@ -223,6 +225,14 @@ def test_bad_conference_requests_are_refused(four: Net) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert says in done.stderr and done.stderr.count("\n") == 1, done.stderr
     asyncio.run(_api_refusals(four.workdir / "alice"))
+
+
+async def _measured_upload(profile: Path) -> int:
+    """The upload the daemon's last NAT check measured (the one its conferences report)."""
+    async with Client.for_profile(profile) as client:
+        check = await client.netcheck(fresh=False)
+    assert check.upload_bps is not None and check.upload_bps > 10_000_000, check  # loopback
+    return check.upload_bps
 
 
 async def _api_refusals(profile: Path) -> None:

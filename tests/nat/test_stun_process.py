@@ -185,6 +185,7 @@ def test_netcheck_json_against_two_supernodes(network: list[Proc]) -> None:
     assert report["public_address"] in report["local_addresses"]
     assert report["public_address"].startswith("127.0.0.1:")
     assert set(report["rtt_ms"]) >= {network[0].ready["listen"]}
+    assert report["upload_bps"] > 10_000_000  # loopback: a train of 16 answered
 
 
 def test_netcheck_bad_arguments_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -111,8 +111,14 @@ def _print_table(doc: dict[str, Any]) -> None:
         ("IPv6", yes_no[doc["ipv6"]]),
         ("public IPv6", doc["public_address6"] or "-"),
         ("local", ", ".join(doc["local_addresses"]) or "-"),
+        ("upload", _rate(doc.get("upload_bps"))),
     ]
     rows += [(f"rtt {server}", f"{ms} ms") for server, ms in doc["rtt_ms"].items()]
     for name, value in rows:
         table.add_row(f"[bold]{name}[/]", escape(str(value)))  # "[::1]:4" is not markup
     human(False).print(table)
+
+
+def _rate(bps: int | None) -> str:
+    """An upload estimate for people: ``12.3 Mbit/s`` (``-`` when not measured)."""
+    return "-" if bps is None else f"{bps / 1e6:.1f} Mbit/s"

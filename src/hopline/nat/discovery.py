@@ -138,6 +138,7 @@ class NatReport:
     ipv6: bool
     rtts: dict[str, float] = field(default_factory=dict)  # server -> milliseconds
     tests: dict[str, str | None] = field(default_factory=dict)  # test -> mapped address seen
+    upload_bps: int | None = None  # measured by a packet train (hopline.nat.upload), if run
 
     def to_json(self) -> dict[str, Any]:
         """The report as one JSON-ready document."""
@@ -157,6 +158,7 @@ class NatReport:
             "local_addresses": [format_addr(a) for a in self.local_addresses],
             "rtt_ms": dict(self.rtts),
             "tests": dict(self.tests),
+            "upload_bps": self.upload_bps,
         }
 
 

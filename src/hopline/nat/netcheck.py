@@ -14,6 +14,12 @@ In parallel it tries a TCP connection to the servers (supernodes listen for
 TCP on their UDP port), first success wins: ``tcp`` in the report. The core
 bounds the UDP part (about 1.5 s per phase); ``timeout`` bounds the whole
 run, after which the partial answer is a report of UDP blocked.
+
+When UDP works, the upload is measured next (``upload=True``): a packet train
+(:class:`~hopline.nat.upload.UploadProbe`) from socket 0, whose mapping
+discovery has just opened, to the first IPv4 server that answered. Its
+result is the report's ``upload_bps`` (None when too few answers came back);
+it adds about one round trip, at most :attr:`UploadConfig.timeout_s`.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from hopline.nat.discovery import DiscoveryConfig, NatDiscovery, NatReport
+from hopline.nat.discovery import DiscoveryConfig, NatDiscovery, NatReport, format_addr
 from hopline.nat.stun import Addr
+from hopline.nat.upload import UploadConfig, UploadEstimate, UploadProbe
 from hopline.wire import Address
 
 __all__ = ["TCP_TIMEOUT_S", "run_netcheck"]
@@ -56,6 +63,7 @@ class _Netcheck:
 
     def __init__(self) -> None:
         self.core: NatDiscovery | None = None
+        self.upload: UploadProbe | None = None  # the train, once discovery is done
         self.sockets: dict[tuple[int, int], asyncio.DatagramTransport] = {}
         self.wake = asyncio.Event()
         self.errors = 0
@@ -93,10 +101,29 @@ class _Netcheck:
         return int(self.sockets[(family, 0)].get_extra_info("sockname")[1])
 
     def received(self, data: bytes, source: Addr, index: int) -> None:
-        if self.core is not None:
-            host = source[0].removeprefix("::ffff:") if "." in source[0] else source[0]
-            self.core.receive(data, (host, source[1]), time.monotonic(), index)
+        now = time.monotonic()
+        host = source[0].removeprefix("::ffff:") if "." in source[0] else source[0]
+        if self.upload is not None and index == 0:
+            self.upload.receive(data, (host, source[1]), now)
             self.wake.set()
+        elif self.core is not None:
+            self.core.receive(data, (host, source[1]), now, index)
+            self.wake.set()
+
+    async def measure_upload(self, server: Addr, config: UploadConfig) -> UploadEstimate:
+        """Send one train to ``server`` from socket 0; wait for its answers."""
+        probe = self.upload = UploadProbe(server, config)
+        transport = self.sockets[(socket.AF_INET, 0)]
+        for data, destination in probe.datagrams_to_send(time.monotonic()):
+            transport.sendto(data, destination)
+        while probe.result is None:
+            timer = probe.get_timer()
+            assert timer is not None
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), max(0.0, timer - time.monotonic()))
+            probe.handle_timer(time.monotonic())
+        return probe.result
 
     def flush(self) -> None:
         assert self.core is not None
@@ -163,12 +190,14 @@ async def run_netcheck(
     timeout: float = 10.0,
     tcp: bool = True,
     config: DiscoveryConfig | None = None,
+    upload: UploadConfig | None = UploadConfig(),  # noqa: B008 -- frozen
 ) -> NatReport:
     """Discover this host's NAT against ``servers`` (supernodes' STUN addresses).
 
     The first IPv4 server is server A, the next one on another IP server B
     (see :mod:`hopline.nat.discovery`); the first IPv6 server gets a Binding
-    request of its own. ``tcp``: also try TCP to the servers.
+    request of its own. ``tcp``: also try TCP to the servers. ``upload``:
+    then measure the upload with this train (None: do not).
     """
     addrs = [_plain(a) for a in servers]
     check = _Netcheck()
@@ -180,6 +209,10 @@ async def run_netcheck(
             report = await asyncio.wait_for(check.run(), timeout)
         except TimeoutError:
             report = _blocked(local)
+        target = _upload_target(addrs, report) if upload is not None else None
+        if upload is not None and target is not None:
+            estimate = await check.measure_upload(target, upload)
+            report = replace(report, upload_bps=estimate.bps)
         tcp_ok = await tcp_task if tcp_task is not None else None
     finally:
         check.close()
@@ -189,6 +222,16 @@ async def run_netcheck(
 def _plain(address: Address) -> Addr:
     host, port = address.as_tuple()
     return (str(host), int(port))
+
+
+def _upload_target(servers: Sequence[Addr], report: NatReport) -> Addr | None:
+    """The first IPv4 server that answered discovery (None: UDP did not work)."""
+    if not report.udp:
+        return None
+    for server in servers:
+        if ":" not in server[0] and format_addr(server) in report.rtts:
+            return server
+    return None
 
 
 def _blocked(local: list[Addr]) -> NatReport:

@@ -14,7 +14,9 @@ of :class:`StunMessage` and to the functions that write and read its value
 Understood: MAPPED-ADDRESS, XOR-MAPPED-ADDRESS (IPv4 and IPv6), USERNAME,
 MESSAGE-INTEGRITY (HMAC-SHA1, :func:`integrity_ok` checks it), ERROR-CODE,
 UNKNOWN-ATTRIBUTES, SOFTWARE, FINGERPRINT (CRC-32 xor 0x5354554E), and from
-RFC 5780 CHANGE-REQUEST, RESPONSE-PORT, RESPONSE-ORIGIN and OTHER-ADDRESS,
+RFC 5780 CHANGE-REQUEST, RESPONSE-PORT, RESPONSE-ORIGIN, OTHER-ADDRESS and
+PADDING (read and written as its length: zero bytes; the upload train of
+:mod:`hopline.nat.upload` pads its requests with it),
 and from ICE (RFC 8445) the empty USE-CANDIDATE flag that
 :mod:`hopline.path.checks` nominates a pair with.
 Other comprehension-required attributes (type below 0x8000) are listed in
@@ -123,6 +125,7 @@ class AttributeType(IntEnum):
     UNKNOWN_ATTRIBUTES = 0x000A
     XOR_MAPPED_ADDRESS = 0x0020
     USE_CANDIDATE = 0x0025
+    PADDING = 0x0026
     RESPONSE_PORT = 0x0027
     SOFTWARE = 0x8022
     FINGERPRINT = 0x8028
@@ -154,6 +157,7 @@ class StunMessage:
     other_address: Addr | None = None
     software: str | None = None
     use_candidate: Literal[True] | None = None
+    padding: int | None = None  # PADDING: its length in bytes (the content does not matter)
     message_integrity: bytes | None = None
     fingerprint: bool = False
     unknown_required: tuple[int, ...] = ()
@@ -299,6 +303,16 @@ def _unpack_integrity(data: bytes, txid: bytes) -> bytes:
     return data
 
 
+def _pack_padding(value: int, txid: bytes) -> bytes:
+    if not 0 <= value <= MAX_MESSAGE_SIZE:
+        raise StunError("encode", f"padding of {value} bytes")
+    return bytes(value)
+
+
+def _unpack_padding(data: bytes, txid: bytes) -> int:
+    return len(data)
+
+
 def _pack_flag(value: Literal[True], txid: bytes) -> bytes:
     return b""
 
@@ -339,6 +353,7 @@ ATTRIBUTES: tuple[AttributeSpec, ...] = (
     AttributeSpec(_T.RESPONSE_ORIGIN, "response_origin", *_PLAIN),
     AttributeSpec(_T.OTHER_ADDRESS, "other_address", *_PLAIN),
     AttributeSpec(_T.USE_CANDIDATE, "use_candidate", _pack_flag, _unpack_flag),
+    AttributeSpec(_T.PADDING, "padding", _pack_padding, _unpack_padding),
     AttributeSpec(_T.MESSAGE_INTEGRITY, "message_integrity", _pack_raw, _unpack_integrity, False),
 )
 _BY_TYPE = {int(spec.type): spec for spec in ATTRIBUTES}

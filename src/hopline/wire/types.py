@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 
 from hopline.wire.errors import BadValue, EncodeError
 
@@ -88,8 +89,14 @@ class Address:
 
     @classmethod
     def of(cls, host: str, port: int) -> Address:
-        """Build from a host string and a port (as asyncio gives them)."""
-        return cls(ipaddress.ip_address(host), port)
+        """Build from a host string and a port (as asyncio gives them).
+
+        Remembered for the last 1,024 pairs (addresses are immutable): a
+        relay and its clients name the same few peers in every datagram.
+        """
+        if cls is not Address:  # a subclass: built afresh
+            return cls(ipaddress.ip_address(host), port)
+        return _address_of(host, port)
 
     @property
     def family(self) -> int:
@@ -97,10 +104,20 @@ class Address:
         return self.host.version
 
     def as_tuple(self) -> tuple[str, int]:
-        """The ``(host, port)`` pair sockets take."""
-        return (str(self.host), self.port)
+        """The ``(host, port)`` pair sockets take (remembered, as for :meth:`of`)."""
+        return _socket_pair(self.host, self.port)
 
     def __str__(self) -> str:
         if self.host.version == 6:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+@lru_cache(maxsize=1024)
+def _address_of(host: str, port: int) -> Address:
+    return Address(ipaddress.ip_address(host), port)
+
+
+@lru_cache(maxsize=1024)
+def _socket_pair(host: IPAddress, port: int) -> tuple[str, int]:
+    return (str(host), port)
