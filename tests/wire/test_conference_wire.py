@@ -31,12 +31,14 @@ from hopline.wire.conference import (
     _USERNAME,
     CONF_MESSAGES,
     MAX_MEMBERS,
+    MAX_SPEAKERS,
     ConfAccept,
     ConfCapacity,
     ConfHandover,
     ConfInvite,
     ConfMember,
     ConfRoster,
+    ConfSpeakers,
     check_message,
 )
 from hopline.wire.errors import BadValue, LimitExceeded
@@ -52,10 +54,11 @@ conf_messages = st.sampled_from(CONF_MESSAGES).flatmap(records)
 
 def test_the_commands_are_registered_in_their_range() -> None:
     ids = {cls.COMMAND for cls in CONF_MESSAGES}
-    assert ids == set(range(0x0067, 0x006F))
+    assert ids == set(range(0x0067, 0x0070))
     for cls in CONF_MESSAGES:
         assert COMMANDS[(cls.COMMAND, Kind.NOTICE)] is cls
-    assert (0x006F, Kind.NOTICE) not in COMMANDS  # reserved
+    others = {cls for (cid, _), cls in COMMANDS.items() if cid in ids}
+    assert others == set(CONF_MESSAGES)  # no other message shares an id of the range
 
 
 def test_the_username_rule_is_the_identity_rule() -> None:
@@ -69,7 +72,7 @@ def test_every_conference_message_round_trips(message: ConfInvite) -> None:
     assert message_from_json(message_to_json(message)) == message
 
 
-@given(st.binary(max_size=400).map(lambda b: bytes([0x13, 0x67 + b[0] % 8, 0]) + b[1:] if b else b))
+@given(st.binary(max_size=400).map(lambda b: bytes([0x13, 0x67 + b[0] % 9, 0]) + b[1:] if b else b))
 @settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 def test_random_bytes_raise_only_wire_errors(data: bytes) -> None:
     with contextlib.suppress(WireError):
@@ -154,9 +157,47 @@ def test_bounds_the_object_list_cannot_express_are_checked(message: ConfRoster) 
     assert issubclass(BadValue, DecodeError) and issubclass(LimitExceeded, DecodeError)
 
 
+def test_a_speaker_set_round_trips_and_is_checked() -> None:
+    message = ConfSpeakers(conf_id=CID, epoch=7, speakers=("carol", "alice"))
+    decoded = decode(encode(message))
+    assert decoded == message and isinstance(decoded, ConfSpeakers)
+    check_message(decoded)
+    silence = decode(encode(ConfSpeakers(conf_id=CID, epoch=7)))
+    assert isinstance(silence, ConfSpeakers) and silence.speakers == ()
+    check_message(silence)
+
+
+def speakers(names: tuple[str, ...], conf_id: bytes = CID) -> ConfSpeakers:
+    return ConfSpeakers(conf_id=conf_id, epoch=3, speakers=names)
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (speakers(tuple(f"user{i}" for i in range(MAX_SPEAKERS + 1))), LimitExceeded),
+        (speakers(("alice", "alice")), BadValue),
+        (speakers(("Alice",)), BadValue),
+        (speakers(("al",)), BadValue),
+        (speakers(("alice",), conf_id=b"short"), BadValue),
+    ],
+)
+def test_a_bad_speaker_set_is_refused_after_decoding(
+    message: ConfSpeakers, error: type[DecodeError]
+) -> None:
+    decoded = decode(encode(message))  # the object list itself is well formed
+    assert isinstance(decoded, ConfSpeakers)
+    with pytest.raises(error):
+        check_message(decoded)
+
+
+def test_a_full_speaker_set_passes() -> None:
+    check_message(speakers(tuple(f"user{i}" for i in range(MAX_SPEAKERS))))
+
+
 def test_the_spec_has_vectors() -> None:
     names = {name for name, _, _ in VECTORS}
-    assert {"conf-invite", "conf-accept", "conf-roster", "conf-handover"} <= names
+    wanted = {"conf-invite", "conf-accept", "conf-roster", "conf-handover", "conf-speakers"}
+    assert wanted <= names
 
 
 @pytest.mark.parametrize(("name", "hex_text", "json_text"), VECTORS, ids=[v[0] for v in VECTORS])

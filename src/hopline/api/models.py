@@ -176,6 +176,9 @@ class Netcheck(Model):
     local_addresses: list[str]
     rtt_ms: dict[str, float]
     tests: dict[str, str | None]
+    upload_bps: int | None = Field(
+        default=None, description="upload measured by a packet train, bit/s (None: not measured)"
+    )
     servers: list[str]
     checked_at: float
 
@@ -358,8 +361,10 @@ class Conference(BaseModel):
 
     ``participants`` holds per-participant statistics: on the host one entry
     per participant (level, loss, jitter-buffer delay, ...), on a member the
-    stream to its host. ``longest_gap_ms`` is the longest media silence a
-    member measured (a host change shows up here).
+    stream to its host. ``speakers`` (the active speakers) is known on every
+    participant: the host's mixer decides it and tells the members.
+    ``longest_gap_ms`` is the longest media silence a member measured (a host
+    change shows up here).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -377,7 +382,13 @@ class Conference(BaseModel):
     successor: str | None = None
     host_changes: list[dict[str, Any]] = Field(default_factory=list)
     participants: dict[str, Any] = Field(default_factory=dict)
-    speakers: list[str] | None = Field(default=None, description="mixed now (host only)")
+    speakers: list[str] | None = Field(
+        default=None,
+        description=(
+            "active speakers: those the host mixes now (on a member, as the host last told it,"
+            " at most 250 ms late); null while not in the conference"
+        ),
+    )
     started_at: float | None = None
     joined_at: float | None = None
     ended_at: float | None = None

@@ -43,6 +43,17 @@ A member that leaves tells *every* member (``conf.leave``), so a host change
 in flight loses nothing, and survivors never elect someone who left. The
 conference ends when fewer than two participants remain.
 
+**Active speakers.** Only the host's mixer knows who speaks; the runtime
+tells the host's machine (:meth:`Conference.set_speakers`) and it tells the
+members (``conf.speakers``, stamped with its epoch). Rate-limited as data:
+at most one notice per ``speakers_every`` s (0.25 s); a change inside that
+window waits for the ``speakers`` timer, which always sends the latest set,
+so the last word the members get is the final state. A new roster carries
+the current set along (new members learn it at once). A member keeps
+(:attr:`Conference.speakers`) only a set from its current host at its
+current epoch: another sender is ``foreign``, another epoch is ignored and
+counted (``ignored["epoch"]``). A host change or a silent host clears it.
+
 **Inputs and outputs.** Local commands (:meth:`Conference.start`,
 :meth:`~Conference.invite`, :meth:`~Conference.remove`,
 :meth:`~Conference.accept`, :meth:`~Conference.decline`,
@@ -51,7 +62,8 @@ conference ends when fewer than two participants remain.
 (:meth:`Conference.receive`) each return the messages to send as a list of
 ``(user, message)``. What happened for people comes out as *updates*
 (:class:`MemberJoined`, :class:`MemberLeft`, :class:`InviteFailed`,
-:class:`HostChanged`, :class:`Ended`) from :meth:`Conference.take_updates`.
+:class:`HostChanged`, :class:`SpeakersChanged`, :class:`Ended`) from
+:meth:`Conference.take_updates`.
 Timers are data: :meth:`Conference.get_timer` gives the next deadline and its
 kind, :meth:`Conference.handle_timer` fires what is due, and
 :meth:`Conference.note_activity` (media or keep-alives from a participant)
@@ -80,6 +92,7 @@ from hopline.wire.conference import (
     CONF_ID_SIZE,
     CONF_MESSAGES,
     MAX_MEMBERS,
+    MAX_SPEAKERS,
     UNMEASURED,
     ConfAccept,
     ConfCapacity,
@@ -92,6 +105,7 @@ from hopline.wire.conference import (
     ConfMember,
     ConfMessage,
     ConfRoster,
+    ConfSpeakers,
     HandoverCause,
     check_message,
     check_user,
@@ -146,6 +160,10 @@ __all__ = [
     "RingExpired",
     "Roster",
     "RosterReceived",
+    "SetSpeakers",
+    "SpeakersChanged",
+    "SpeakersDue",
+    "SpeakersReceived",
     "Start",
     "TimerKind",
     "Update",
@@ -190,7 +208,7 @@ class ConfEndReason(enum.Enum):
     FAILED = "failed"
 
 
-TimerKind = Literal["invite", "member", "rehost", "ring", "join", "host", "handover"]
+TimerKind = Literal["invite", "member", "rehost", "speakers", "ring", "join", "host", "handover"]
 Outbox = list[tuple[str, ConfMessage]]
 
 
@@ -271,6 +289,18 @@ class Fail(Event):
     """The runtime gives up on the conference."""
 
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetSpeakers(Event):
+    """Host: the mixer mixes ``speakers`` as speaking now."""
+
+    speakers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakersDue(Event):
+    """Host timer: a changed speaker set may go out now (the rate limit passed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +417,13 @@ class CapacityReceived(RemoteEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakersReceived(RemoteEvent):
+    """The host says whom it mixes as speaking now (checked: its epoch, members only)."""
+
+    speakers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class EndReceived(RemoteEvent):
     """The host put this participant out."""
 
@@ -435,6 +472,13 @@ class HostChanged(Update):
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakersChanged(Update):
+    """The active speakers changed: held by a member, or told to the members by the host."""
+
+    speakers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Ended(Update):
     """This participant's conference is over."""
 
@@ -453,7 +497,10 @@ _IN_CONF = (_S.JOINING, _S.ACTIVE, _S.HANDING_OVER)
 
 _HOST_ROWS: dict[tuple[ConfState, type[Event]], _Target] = {
     (_S.IDLE, Start): (_HOST, _S.INVITING),
-    **{(_S.INVITING, e): (_HOST, _S.INVITING) for e in (Invite, Remove, ReportCapacity)},
+    **{
+        (_S.INVITING, e): (_HOST, _S.INVITING)
+        for e in (Invite, Remove, ReportCapacity, SetSpeakers)
+    },
     (_S.INVITING, InviteExpired): (_HOST, _S.INVITING),
     (_S.INVITING, DeclineReceived): (_HOST, _S.INVITING),
     (_S.INVITING, AcceptReceived): (_HOST, _S.ACTIVE),
@@ -473,6 +520,8 @@ _HOST_ROWS: dict[tuple[ConfState, type[Event]], _Target] = {
             LeaveReceived,
             CapacityReceived,
             Promoted,
+            SetSpeakers,
+            SpeakersDue,
         )
     },
     (_S.ACTIVE, RosterReceived): (_MEMBER, _S.ACTIVE),
@@ -494,6 +543,7 @@ _MEMBER_ROWS: dict[tuple[ConfState, type[Event]], _Target] = {
     **{(s, RosterReceived): (_MEMBER, _S.ACTIVE) for s in _IN_CONF},
     **{(s, Promoted): (_HOST, _S.ACTIVE) for s in _IN_CONF},
     **{(s, LeaveReceived): (_MEMBER, s) for s in (_S.ACTIVE, _S.HANDING_OVER)},
+    (_S.ACTIVE, SpeakersReceived): (_MEMBER, _S.ACTIVE),
     **{(s, ReportCapacity): (_MEMBER, s) for s in (_S.INVITED, _S.JOINING, _S.ACTIVE)},
     (_S.HANDING_OVER, ReportCapacity): (_MEMBER, _S.HANDING_OVER),
     (_S.ACTIVE, HostSilent): (_MEMBER, _S.HANDING_OVER),
@@ -547,10 +597,13 @@ class ConferenceTimeouts:
     """No voluntary handover within this long of the last host change."""
     rehost_margin_permille: int = 250
     """A voluntary handover needs a score this much (per mille) above the host's."""
+    speakers_every: float = 0.25
+    """The host tells the members the active speakers at most this often."""
 
     def __post_init__(self) -> None:
         """Refuse timers that cannot keep the gap inside the budget."""
-        if min(self.invite, self.join, self.member_silent, self.host_silent, self.handover) <= 0:
+        timeouts = (self.invite, self.join, self.member_silent, self.host_silent, self.handover)
+        if min(*timeouts, self.speakers_every) <= 0:
             raise ValueError("every timeout must be positive")
         if self.host_silent + self.handover >= self.gap_budget:
             raise ValueError("host_silent + handover must stay under gap_budget")
@@ -560,7 +613,7 @@ CONFERENCE_TIMEOUTS = ConferenceTimeouts()
 
 TIMER_KINDS: dict[tuple[ConfRole, ConfState], tuple[TimerKind, ...]] = {
     (_HOST, _S.INVITING): ("invite",),
-    (_HOST, _S.ACTIVE): ("invite", "member", "rehost"),
+    (_HOST, _S.ACTIVE): ("invite", "member", "rehost", "speakers"),
     (_MEMBER, _S.INVITED): ("ring",),
     (_MEMBER, _S.JOINING): ("join",),
     (_MEMBER, _S.ACTIVE): ("host",),
@@ -727,6 +780,10 @@ class Conference:
         self._deadline: float | None = None  # ring, join or handover
         self._host_changed_at: float | None = None
         self._deferred: RosterReceived | Promoted | None = None  # a claim while the host spoke
+        self.speakers: tuple[str, ...] = ()
+        """Active speakers: a host's as its mixer says, a member's as its host said."""
+        self._speakers_sent: tuple[str, ...] = ()  # host: the set the members were told
+        self._speakers_next = float("-inf")  # host: the earliest time for the next notice
 
     # -- reading
 
@@ -800,6 +857,18 @@ class Conference:
         """The runtime gives up (no path to anyone, secure session lost)."""
         return self._apply(Fail(detail), now)
 
+    def set_speakers(self, speakers: Iterable[str], now: float) -> Outbox:
+        """Host: the mixer mixes ``speakers`` now; the members hear of it (rate-limited).
+
+        Names no longer in the roster are left out (the roster may have
+        dropped one an instant before the mixer did); more than
+        :data:`~hopline.wire.conference.MAX_SPEAKERS` is a :class:`LocalProtocolError`.
+        """
+        names = tuple(dict.fromkeys(speakers))
+        if len(names) > MAX_SPEAKERS:
+            raise LocalProtocolError(f"at most {MAX_SPEAKERS} speakers", "full")
+        return self._apply(SetSpeakers(names), now)
+
     # -- remote input
 
     def receive(self, sender: str, message: ConfMessage | Message, now: float) -> Outbox:
@@ -856,6 +925,8 @@ class Conference:
                 for u in self.roster.users
                 if u != self.me
             ]
+        if "speakers" in kinds and self.speakers != self._speakers_sent:
+            timers.append((self._speakers_next, "speakers", SpeakersDue()))
         if "rehost" in kinds and self._host_changed_at is not None:
             cooldown_over = self._host_changed_at + self.timeouts.rehost_cooldown
             timers.append((cooldown_over, "rehost", CooldownOver()))
@@ -892,6 +963,7 @@ class Conference:
         self.end_reason = reason
         self._invites.clear()
         self._deadline = None
+        self.speakers = self._speakers_sent = ()
         self._updates.append(Ended(reason, self.end_detail))
 
     def _settle(self, now: float) -> Outbox:
@@ -1043,6 +1115,28 @@ class Conference:
             members=self.roster.to_wire(),
             invited=self.roster.invited,
         )
+        out: Outbox = [(u, message) for u in self.roster.users if u != self.me]
+        self.speakers = tuple(u for u in self.speakers if u in self.roster.users)
+        if self.speakers or self._speakers_sent:  # new members learn it, at the new epoch
+            out += self._send_speakers(now)
+        return out
+
+    def _on_set_speakers(self, event: SetSpeakers, now: float) -> Outbox:
+        self.speakers = tuple(u for u in event.speakers if u in self.roster.users)
+        if self.speakers == self._speakers_sent or now < self._speakers_next:
+            return []  # unchanged, or the ``speakers`` timer sends it when the limit allows
+        return self._send_speakers(now)
+
+    def _on_speakers_due(self, event: SpeakersDue, now: float) -> Outbox:
+        return self._send_speakers(now)
+
+    def _send_speakers(self, now: float) -> Outbox:
+        """Tell every member the current set (at the current epoch); the limit starts again."""
+        if self.speakers != self._speakers_sent:
+            self._updates.append(SpeakersChanged(self.speakers))
+        self._speakers_sent = self.speakers
+        self._speakers_next = now + self.timeouts.speakers_every
+        message = ConfSpeakers(conf_id=self.conf_id, epoch=self.epoch, speakers=self.speakers)
         return [(u, message) for u in self.roster.users if u != self.me]
 
     def _end_message(self, reason: str) -> ConfEnd:
@@ -1147,6 +1241,20 @@ class Conference:
         if previous and previous != roster.host:
             self._host_changed_at = now
             self._updates.append(HostChanged(roster.host, previous, roster.epoch, cause))
+            self._speakers_sent, self._speakers_next = (), float("-inf")
+            self._hold_speakers(())  # that host's speakers are not the new one's
+        else:
+            self._hold_speakers(tuple(u for u in self.speakers if u in roster.users))
+
+    def _hold_speakers(self, speakers: tuple[str, ...]) -> None:
+        """Keep ``speakers`` as the active set; an update when it changed."""
+        if speakers != self.speakers:
+            self.speakers = speakers
+            self._updates.append(SpeakersChanged(speakers))
+
+    def _on_speakers_received(self, event: SpeakersReceived, now: float) -> Outbox:
+        self._hold_speakers(event.speakers)
+        return []
 
     def _on_leave_received(self, event: LeaveReceived, now: float) -> Outbox:
         if self.role is ConfRole.HOST:
@@ -1155,6 +1263,7 @@ class Conference:
         return []
 
     def _on_host_silent(self, event: HostSilent, now: float) -> Outbox:
+        self._hold_speakers(())  # nobody is heard through a silent host
         self._lost.add(self.host)
         self._deadline = now + self.timeouts.handover
         return []
@@ -1218,9 +1327,24 @@ class Conference:
             if sender not in self.roster.users:
                 raise RemoteProtocolError(f"{sender} is not a member", "foreign")
             return CapacityReceived(sender, capacity_from_wire(sender, message.capacity))
+        return self._host_event(sender, message)
+
+    def _host_event(self, sender: str, message: ConfEnd | ConfSpeakers) -> Event | None:
+        """What only the host may send: ``conf.end`` and ``conf.speakers``."""
         if sender != self.host:
             raise RemoteProtocolError(f"{sender} is not the host", "foreign")
+        if isinstance(message, ConfSpeakers):
+            return self._speakers_event(sender, message)
         return EndReceived(sender, message.reason)
+
+    def _speakers_event(self, sender: str, message: ConfSpeakers) -> Event | None:
+        """A speaker set from our host: kept only at our epoch and naming members only."""
+        if message.epoch != self.epoch:
+            self.ignored["epoch"] += 1
+            return None
+        if not set(message.speakers) <= set(self.roster.users):
+            raise RemoteProtocolError("a speaker that is not a member", "malformed")
+        return SpeakersReceived(sender, message.speakers)
 
     def _invite_event(self, sender: str, message: ConfInvite) -> Event | None:
         if sender != message.host or self.me in message.members:
@@ -1301,4 +1425,7 @@ _EFFECTS: dict[type[Event], Callable[[Conference, Any, float], Outbox]] = {
     LeaveReceived: Conference._on_leave_received,
     CapacityReceived: Conference._on_capacity_received,
     EndReceived: Conference._on_end_received,
+    SetSpeakers: Conference._on_set_speakers,
+    SpeakersDue: Conference._on_speakers_due,
+    SpeakersReceived: Conference._on_speakers_received,
 }

@@ -18,8 +18,9 @@ in the style of :class:`~hopline.calls.service.CallService`:
   has its legs when it takes over the mix.
 * **Capacity**: each participant reports what it measured: its NAT class
   (from the path manager's NAT discovery, unknown until that has run), an
-  upload estimate (:attr:`ConferenceConfig.upload_bps`, a documented
-  constant until an upload probe exists), CPU headroom
+  upload estimate (the packet train of the NAT check,
+  :mod:`hopline.nat.upload`; :attr:`ConferenceConfig.upload_bps` until one
+  has been measured), CPU headroom
   (:func:`~hopline.calls.election.measure_cpu_headroom`, measured once per
   service) and the smoothed RTT and loss of its live paths to the others
   (the reliable channel's estimates). It is reported at start or accept and
@@ -41,6 +42,12 @@ in the style of :class:`~hopline.calls.service.CallService`:
   (given as ``calls``) leaves such paths alone and answers a 1:1 call from
   or to such a user as busy. A conference invite while a 1:1 call runs is
   declined busy.
+* **Active speakers**: after each mixer tick the host hands the mixer's
+  speakers to the core (:meth:`~hopline.calls.conference.Conference.set_speakers`),
+  which sends ``conf.speakers`` to the members on the same reliable path as
+  every ``conf.*`` notice, at most every 250 ms and always the latest set;
+  a member keeps what its host said. :meth:`ConferenceService.describe`
+  shows ``speakers`` on both, and each change reaches ``on_change``.
 * **Timers** of the core are served by one task per conference.
 
 Bounded and robust: at most :attr:`ConferenceConfig.max_conferences`
@@ -86,7 +93,13 @@ from hopline.path.manager import PathManager
 from hopline.path.peer import PeerPath
 from hopline.runtime.peer import EndpointError
 from hopline.wire import Message
-from hopline.wire.conference import CONF_ID_SIZE, CONF_MESSAGES, MAX_MEMBERS, ConfInvite
+from hopline.wire.conference import (
+    CONF_ID_SIZE,
+    CONF_MESSAGES,
+    MAX_MEMBERS,
+    MAX_SPEAKERS,
+    ConfInvite,
+)
 
 __all__ = [
     "DEFAULT_UPLOAD_BPS",
@@ -101,8 +114,9 @@ log = logging.getLogger("hopline.conference")
 FRAME_S = 0.02
 MAX_CATCH_UP = 5  # frames processed at once after a late tick; older ones are skipped
 DEFAULT_UPLOAD_BPS = 2_000_000
-"""The upload estimate reported until an upload probe exists: 2 Mbit/s, what a
-modest broadband line carries, enough to host about 40 participants."""
+"""The upload estimate reported until the NAT check has measured one (or when
+it could not, UDP being blocked): 2 Mbit/s, what a modest broadband line
+carries, enough to host about 40 participants."""
 SILENCE = np.zeros(960, dtype=np.int16)
 HOSTING = (ConfState.INVITING, ConfState.ACTIVE)
 MEMBER_MEDIA = (ConfState.ACTIVE, ConfState.HANDING_OVER)
@@ -134,6 +148,11 @@ class ConferenceConfig:
     devices: bool = True  # use sound devices when no file is given (else silence)
     headroom: CpuHeadroom | None = None  # None: measured once, when first needed
 
+    def __post_init__(self) -> None:
+        """Refuse a mixer whose speaker set would not fit a ``conf.speakers`` notice."""
+        if self.mixer.max_speakers > MAX_SPEAKERS:
+            raise ValueError(f"the mixer may mix at most {MAX_SPEAKERS} speakers")
+
 
 @dataclass(eq=False)
 class LiveConference:
@@ -148,6 +167,7 @@ class LiveConference:
     sink: AudioSink | None = None
     audio_note: str | None = None
     mixer: ConferenceMixer | None = None
+    mixed: tuple[str, ...] = ()  # the mixer's speakers as last handed to the core
     stream: VoiceStream | None = None
     stream_host: str = ""  # the host the member's stream talks to
     streams: int = 0  # streams opened (one per host this member had)
@@ -488,14 +508,19 @@ class ConferenceService:
             self._finish(live)
 
     def _send(self, user: str, message: Message) -> None:
+        """Send on a live path to ``user`` now, else once one is open (lost just now too)."""
         path = self._path_to(user)
-        if path is not None:
-            try:
-                path.notify(message)
-                return
-            except EndpointError:
-                pass  # lost just now: wait for it below
-        self._spawn(self._send_later(user, message))
+        if path is None or not self._notify(path, message):
+            self._spawn(self._send_later(user, message))
+
+    @staticmethod
+    def _notify(path: PeerPath, message: Message) -> bool:
+        """``message`` on ``path``; False when the path was lost just now."""
+        try:
+            path.notify(message)
+        except EndpointError:
+            return False
+        return True
 
     async def _send_later(self, user: str, message: Message) -> None:
         """Open (or wait for) a path to ``user``, then send; failures are counted."""
@@ -609,6 +634,7 @@ class ConferenceService:
             live.final = self._mixer_stats(live)
             live.mixer.close()
             live.mixer = None
+            live.mixed = ()
 
     async def _media(self, live: LiveConference) -> None:
         """The 20 ms loop: capture, mix or stream, send, play out, until the end."""
@@ -646,7 +672,16 @@ class ConferenceService:
         tick = mixer.tick(now)
         for user, datagram in tick.datagrams:
             self._send_datagram(live, user, datagram)
+        if tick.speakers != live.mixed:
+            self._speakers_changed(live, tick.speakers)
         return tick.local.get(self.me, SILENCE)
+
+    def _speakers_changed(self, live: LiveConference, speakers: tuple[str, ...]) -> None:
+        """The mixer mixes other speakers: the core tells the members (rate-limited)."""
+        live.mixed = speakers
+        core = live.core
+        if core.role is ConfRole.HOST and core.state in HOSTING:
+            self._after(live, core.set_speakers(speakers[:MAX_SPEAKERS], self._now()))
 
     def _tick_stream(
         self, live: LiveConference, stream: VoiceStream, frame: np.ndarray, now: float
@@ -708,11 +743,17 @@ class ConferenceService:
         return Capacity(
             self.me,
             nat.nat_type if nat is not None else NatType.UNKNOWN,
-            self.config.upload_bps,
+            self._upload_bps(),
             self._headroom.encodes_per_s,
             self._headroom.decodes_per_s,
             tuple(qualities[u] for u in sorted(qualities)),
         )
+
+    def _upload_bps(self) -> int:
+        """The upload the NAT check measured, else :attr:`ConferenceConfig.upload_bps`."""
+        nat = self.paths.nat
+        measured = nat.upload_bps if nat is not None else None
+        return measured if measured is not None else self.config.upload_bps
 
     # ------------------------------------------------------------ audio and bookkeeping
 
@@ -806,7 +847,7 @@ class ConferenceService:
             "successor": core.successor() if not live.over else None,
             "host_changes": live.host_changes,
             "participants": self._participant_stats(live),
-            "speakers": list(live.mixer.speakers) if live.mixer is not None else None,
+            "speakers": self._speakers(live),
             "started_at": live.created_at,
             "joined_at": live.joined_at,
             "ended_at": live.ended_at,
@@ -818,6 +859,16 @@ class ConferenceService:
             "media_unsent": live.media_unsent,
             "ignored": dict(core.ignored),
         }
+
+    @staticmethod
+    def _speakers(live: LiveConference) -> list[str] | None:
+        """Who speaks now: the host's mixer, or what the host last told this member."""
+        if live.mixer is not None:
+            return list(live.mixer.speakers)
+        core = live.core
+        if live.over or core.role is not ConfRole.MEMBER or core.state not in MEMBER_MEDIA:
+            return None
+        return list(core.speakers)
 
     def _participant_stats(self, live: LiveConference) -> dict[str, Any]:
         if live.mixer is not None:

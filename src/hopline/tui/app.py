@@ -11,7 +11,10 @@ Layout: contacts with presence and the search box on the left, the open chat
 on the right, a status bar (user, daemon state, home supernode, NAT class,
 presence) and the key bar at the bottom. Separate screens log in, prompt for
 an incoming call, show a call with its statistics (polled every second while
-open), and set the presence.
+open), show a conference (host, members, the active speakers highlighted;
+followed live from ``conference`` events and polled every second while
+open), and set the presence. F4 shows the live call, or else the live
+conference.
 
 Every API request goes through :meth:`HoplineApp.guarded`: a refused or
 failed request becomes a notification (and is kept in
@@ -36,7 +39,13 @@ from textual.widgets import Footer, Input, Label, ListItem, ListView, Log, Stati
 
 from hopline.api import models as m
 from hopline.sdk import Client, HoplineError
-from hopline.tui.screens import CallScreen, IncomingCallScreen, LoginScreen, PresenceScreen
+from hopline.tui.screens import (
+    CallScreen,
+    ConferenceScreen,
+    IncomingCallScreen,
+    LoginScreen,
+    PresenceScreen,
+)
 from hopline.tui.state import Topics, TuiState, chat_key
 from hopline.tui.view import (
     chat_title,
@@ -74,6 +83,10 @@ LoginScreen, IncomingCallScreen, PresenceScreen { align: center middle; }
 #call-box { padding: 1 2; }
 #call-title { text-style: bold; }
 #call-stats { height: auto; max-height: 16; }
+#conf-box { padding: 1 2; }
+#conf-title { text-style: bold; }
+#conf-members { height: auto; max-height: 20; }
+#conf-buttons { height: auto; }
 """
 
 
@@ -209,6 +222,7 @@ class HoplineApp(App[None]):
         calls = await self.guarded("calls", self.client.calls())
         if calls is not None:
             self.redraw(self.state.set_calls(calls))
+        await self._load_conferences()
         if self.state.open_peer is not None:
             await self.load_chat(self.state.open_peer)
 
@@ -221,6 +235,12 @@ class HoplineApp(App[None]):
             calls = await self.guarded("calls", self.client.calls())
             if calls is not None:
                 self.redraw(self.state.set_calls(calls))
+            await self._load_conferences()
+
+    async def _load_conferences(self) -> None:
+        conferences = await self.guarded("conferences", self.client.conferences())
+        if conferences is not None:
+            self.redraw(self.state.set_conferences(conferences))
 
     async def _follow_events(self) -> None:
         """Fold the daemon's events in; reopen the stream when it drops.
@@ -283,6 +303,8 @@ class HoplineApp(App[None]):
             self._calls_changed("ring" in topics)
         if "ended" in topics:
             self._calls_ended()
+        if "conferences" in topics:
+            self._conferences_changed()
         if "login" in topics:
             self._login_changed()
 
@@ -528,12 +550,33 @@ class HoplineApp(App[None]):
         self.run_worker(self.hang_up(), group="calls")
 
     def action_show_call(self) -> None:
-        """Show the live call's view."""
+        """Show the live call's view, or else the live conference's."""
         live = self.state.live_calls()
-        if not live:
-            self.report("no live call", "warning")
+        if live:
+            self.push_screen(CallScreen(live[-1].call_id))
             return
-        self.push_screen(CallScreen(live[-1].call_id))
+        conferences = self.state.live_conferences()
+        if conferences:
+            self.push_screen(ConferenceScreen(conferences[-1].conf_id))
+            return
+        self.report("no live call", "warning")
+
+    async def poll_conference(self, conf_id: str) -> None:
+        """Fetch one conference's document (the conference view does this every second)."""
+        conference = await self.guarded("conference", self.client.conference(conf_id))
+        if conference is not None:
+            self.redraw(self.state.set_conference(conference))
+
+    async def leave_conference(self, conf_id: str) -> None:
+        """Leave a conference (a host hands the mix on first)."""
+        conference = await self.guarded("leave", self.client.leave_conference(conf_id))
+        if conference is not None:
+            self.redraw(self.state.set_conference(conference))
+
+    def _conferences_changed(self) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ConferenceScreen):
+                screen.redraw()
 
     def _calls_changed(self, ringing: bool) -> None:
         for screen in self.screen_stack:

@@ -1,17 +1,20 @@
-"""The terminal UI's screens beside the main one: log in, incoming call, call, presence.
+"""The terminal UI's screens beside the main one: log in, incoming call, call, conference, presence.
 
 Each screen only collects what the user chose and hands it to the app
 (:class:`~hopline.tui.app.HoplineApp`), which talks to the daemon: a screen
 never calls the API itself, so every request and every error goes through
 the app's single guard (an error becomes a notification, never a crash).
-The call view is the exception that proves the rule: it asks the app to
-poll the call once a second while it is open and redraws from the state.
+The call and conference views are the exception that proves the rule: they
+ask the app to poll once a second while open and redraw from the state (the
+conference view also redraws on every ``conference`` event, so the active
+speakers follow live).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -20,7 +23,13 @@ from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from hopline.api import models as m
-from hopline.tui.view import call_stats, call_title
+from hopline.tui.view import (
+    call_stats,
+    call_title,
+    conference_rows,
+    conference_title,
+    speakers_line,
+)
 
 if TYPE_CHECKING:
     from hopline.tui.app import HoplineApp
@@ -206,6 +215,111 @@ class CallScreen(Screen[None]):
 
     def action_back(self) -> None:
         """Back to contacts and chats (the call goes on; F4 comes back)."""
+        self.dismiss(None)
+
+
+SPEAKING_STYLE = "bold black on green"
+
+
+class ConferenceScreen(Screen[None]):
+    """One conference: host (you or who), participants, active speakers highlighted."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f8", "leave", "Leave"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, conf_id: str) -> None:
+        super().__init__()
+        self.conf_id = conf_id
+        self.polls = 0
+        self._timer: Timer | None = None
+
+    @property
+    def hopline(self) -> HoplineApp:
+        """The app (typed)."""
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        """Title, the speakers line, the participants table, buttons."""
+        with Vertical(id="conf-box"):
+            yield Label("", id="conf-title")
+            yield Static("", id="conf-speakers")
+            yield DataTable(id="conf-members", cursor_type="none")
+            with Horizontal(id="conf-buttons"):
+                yield Button("Leave (F8)", id="conf-leave", variant="error")
+                yield Button("Back (Esc)", id="conf-back")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Set the table up and start polling."""
+        table = self.query_one("#conf-members", DataTable)
+        for name in ("participant", "role", "speaking"):
+            table.add_column(name, key=name)
+        self.redraw()
+        self._timer = self.set_interval(STATS_EVERY_S, self._poll)
+
+    def current(self) -> m.Conference | None:
+        """The conference's last document."""
+        return self.hopline.state.conferences.get(self.conf_id)
+
+    async def _poll(self) -> None:
+        conference = self.current()
+        if conference is not None and conference.state == "ended":
+            if self._timer is not None:
+                self._timer.stop()
+            return
+        self.polls += 1
+        await self.hopline.poll_conference(self.conf_id)
+
+    def redraw(self) -> None:
+        """Show the conference's current document; speakers' rows highlighted."""
+        conference = self.current()
+        if conference is None:
+            return
+        me = self.hopline.state.me
+        self.query_one("#conf-title", Label).update(conference_title(conference, me))
+        self.query_one("#conf-speakers", Static).update(speakers_line(conference))
+        table = self.query_one("#conf-members", DataTable)
+        table.clear()
+        for row in conference_rows(conference, me):
+            style = SPEAKING_STYLE if row.speaking else ""
+            table.add_row(*(Text(cell, style=style) for cell in row.cells), key=row.user)
+
+    def shown(self) -> dict[str, tuple[str, str]]:
+        """The participants as the table shows them: user → (role, speaking)."""
+        table = self.query_one("#conf-members", DataTable)
+        shown: dict[str, tuple[str, str]] = {}
+        for key in table.rows:
+            cells = [str(cell) for cell in table.get_row(key)]
+            shown[str(key.value)] = (cells[1], cells[2])
+        return shown
+
+    def highlighted(self) -> set[str]:
+        """The participants whose row is drawn in the speaking style."""
+        table = self.query_one("#conf-members", DataTable)
+        return {
+            str(key.value)
+            for key in table.rows
+            if any(
+                isinstance(cell, Text) and str(cell.style) == SPEAKING_STYLE
+                for cell in table.get_row(key)
+            )
+        }
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        """The buttons do what the keys do."""
+        if event.button.id == "conf-leave":
+            self.action_leave()
+        else:
+            self.action_back()
+
+    def action_leave(self) -> None:
+        """Leave the conference (a host hands the mix on first)."""
+        self.hopline.run_worker(self.hopline.leave_conference(self.conf_id), group="conferences")
+
+    def action_back(self) -> None:
+        """Back to contacts and chats (the conference goes on; F4 comes back)."""
         self.dismiss(None)
 
 

@@ -4,14 +4,15 @@ The TUI is a client of the daemon's local API and nothing else. Everything
 it displays lives in one :class:`TuiState`: the daemon's status, the
 contacts with their presence, the conversations (messages ordered the way
 every device orders them: clock, sender device, message id), the calls with
-their statistics, and the last white-pages and message searches.
+their statistics, the conferences (host, members, active speakers), and the
+last white-pages and message searches.
 
 Two kinds of input change it. Replies of the SDK (``set_status``,
 ``set_contacts``, ``set_history``, ``set_call``, ...) replace what they
 describe; events from the daemon's stream are folded in by
 :meth:`TuiState.apply_event`, which returns the *topics* that changed
 (``status``, ``contacts``, ``chat``, ``calls``, ``ring``, ``ended``,
-``login``, ``files``, ``resync``) so the widgets redraw only what they must.
+``conferences``, ``login``, ``files``, ``resync``) so the widgets redraw only what they must.
 An event the state cannot read is dropped and counted in
 :attr:`TuiState.dropped`, never raised: a newer daemon may send more than
 this UI knows. No I/O and no clock here, so the whole layer is tested with
@@ -32,6 +33,7 @@ from hopline.api import models as m
 Topics = frozenset[str]
 NOTHING: Topics = frozenset()
 LIVE_CALL_STATES = frozenset({"calling", "ringing", "active", "held"})
+LIVE_CONFERENCE_STATES = frozenset({"inviting", "invited", "joining", "active", "handing_over"})
 
 
 def chat_key(message: m.ChatMessage) -> str:
@@ -101,6 +103,7 @@ class TuiState:
     chats: dict[str, Conversation] = field(default_factory=dict)
     unread: Counter[str] = field(default_factory=Counter)
     calls: dict[str, m.Call] = field(default_factory=dict)
+    conferences: dict[str, m.Conference] = field(default_factory=dict)
     groups: dict[str, m.Group] = field(default_factory=dict)
     search_results: list[m.UserHit] = field(default_factory=list)
     message_results: list[m.ChatMessage] = field(default_factory=list)
@@ -216,6 +219,31 @@ class TuiState:
         """Incoming calls waiting for an answer, oldest first."""
         return [c for c in self.live_calls() if c.direction == "incoming" and c.state == "ringing"]
 
+    # ------------------------------------------------------------ conferences
+
+    def set_conference(self, conference: m.Conference) -> Topics:
+        """Replace one conference's document (from a reply, a poll or an event)."""
+        self.conferences[conference.conf_id] = conference
+        return frozenset({"conferences"})
+
+    def set_conferences(self, conferences: list[m.Conference]) -> Topics:
+        """Merge a conference list (``GET /v1/conferences``)."""
+        for conference in conferences:
+            self.set_conference(conference)
+        return frozenset({"conferences"})
+
+    def live_conferences(self) -> list[m.Conference]:
+        """Conferences not ended yet (ringing ones included), oldest first."""
+        live = [c for c in self.conferences.values() if c.state in LIVE_CONFERENCE_STATES]
+        return sorted(live, key=lambda conference: conference.started_at or 0.0)
+
+    def speaking(self, conf_id: str) -> frozenset[str]:
+        """Who speaks now in ``conf_id`` (empty when unknown or nobody)."""
+        conference = self.conferences.get(conf_id)
+        if conference is None or conference.speakers is None:
+            return frozenset()
+        return frozenset(conference.speakers)
+
     # ------------------------------------------------------------ searches
 
     def set_search(self, results: list[m.UserHit]) -> Topics:
@@ -315,6 +343,9 @@ class TuiState:
     def _on_call(self, data: dict[str, Any]) -> Topics:
         return self.set_call(m.Call.model_validate(data))
 
+    def _on_conference(self, data: dict[str, Any]) -> Topics:
+        return self.set_conference(m.Conference.model_validate(data))
+
     def _on_group(self, data: dict[str, Any]) -> Topics:
         group = m.Group.model_validate({"group_id": data.get("group"), **data})
         others = [known for known in self.groups.values() if known.group_id != group.group_id]
@@ -348,6 +379,7 @@ _FOLDS: dict[str, Callable[[TuiState, dict[str, Any]], Topics]] = {
     "message": TuiState._on_message,
     "receipt": TuiState._on_receipt,
     "call": TuiState._on_call,
+    "conference": TuiState._on_conference,
     "group": TuiState._on_group,
     "nat": TuiState._on_nat,
     "file": TuiState._on_file,

@@ -1,8 +1,9 @@
 """Plain-text renderings of API documents for the terminal UI's widgets.
 
 Pure functions from the API's models (:mod:`hopline.api.models`) to short
-strings: the status bar, a contact's line, a chat line, a search hit, and the
-rows of a call's statistics. Kept apart from the widgets so they are tested
+strings: the status bar, a contact's line, a chat line, a search hit, the
+rows of a call's statistics, and a conference's title and participants (the
+active speakers marked). Kept apart from the widgets so they are tested
 without a terminal, and so every screen shows a value the same way (``-``
 for a statistic not measured yet).
 """
@@ -10,6 +11,7 @@ for a statistic not measured yet).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from hopline.api import models as m
 from hopline.tui.state import RosterEntry
@@ -143,3 +145,53 @@ def _hold(call: m.Call) -> str:
     if call.held:
         return "on hold"
     return "peer holds" if call.remote_held else "no"
+
+
+SPEAKING_MARK = "🔊"
+
+
+@dataclass(frozen=True)
+class ConferenceRow:
+    """One participant line of the conference view."""
+
+    user: str
+    role: str  # host, member or invited
+    me: bool
+    speaking: bool
+
+    @property
+    def cells(self) -> tuple[str, str, str]:
+        """``(participant, role, speaking)`` as the table shows them."""
+        name = f"{self.user} (you)" if self.me else self.user
+        return name, self.role, f"{SPEAKING_MARK} speaking" if self.speaking else ""
+
+
+def conference_title(conference: m.Conference, me: str | None) -> str:
+    """``Conference hosted by you — active, 3 members`` (or by the host's name)."""
+    host = conference.host or NO_VALUE
+    who = "you" if me is not None and host == me else host
+    state = conference.state.replace("_", " ")
+    if conference.state == "ended" and conference.end_reason:
+        state += f" ({conference.end_reason})"
+    count = len(conference.members)
+    return f"Conference hosted by {who} — {state}, {count} member{'s' * (count != 1)}"
+
+
+def conference_rows(conference: m.Conference, me: str | None) -> list[ConferenceRow]:
+    """The host first, then the other members, then open invites; speakers marked."""
+    speaking = set(conference.speakers or ())
+    host = conference.host
+    members = sorted(conference.members, key=lambda user: (user != host, user))
+    rows = [
+        ConferenceRow(user, "host" if user == host else "member", user == me, user in speaking)
+        for user in members
+    ]
+    rows += [ConferenceRow(user, "invited", user == me, False) for user in conference.invited]
+    return rows
+
+
+def speakers_line(conference: m.Conference) -> str:
+    """``speaking: carol, bob``, ``speaking: nobody``, or ``-`` while not in the conference."""
+    if conference.speakers is None:
+        return f"speaking: {NO_VALUE}"
+    return f"speaking: {', '.join(conference.speakers) or 'nobody'}"

@@ -1,4 +1,4 @@
-"""Conference signalling (command ids 0x0067-0x006E; 0x006F is reserved).
+"""Conference signalling (command ids 0x0067-0x006F).
 
 ==========  ==============  ====================================================
 id          name            purpose
@@ -11,6 +11,7 @@ id          name            purpose
 0x006C      conf.capacity   a member to the host: my capacity, measured again
 0x006D      conf.handover   new or old host to every member: the mix moves
 0x006E      conf.end        host to one member or invitee: you are out
+0x006F      conf.speakers   host to every member: who is mixed as speaking now
 ==========  ==============  ====================================================
 
 Like call signalling (:mod:`hopline.wire.call`) these are notices on the
@@ -30,7 +31,13 @@ participants that both claimed the mix converge on the same one.
 Each roster row (:class:`ConfMember`) carries that member's last capacity
 report, so every participant holds the same reports at the same epoch and
 computes the same successor if the host disappears
-(:mod:`hopline.calls.election`). To keep a 64-member roster inside the
+(:mod:`hopline.calls.election`).
+
+Only the host hears everyone, so only its mixer knows who speaks. It tells
+the members with ``conf.speakers``: the names it mixes as speaking now (at
+most :data:`MAX_SPEAKERS`; a mixer mixes three by default), stamped with
+the roster epoch it holds, so a member can refuse a set from a host it no
+longer follows. To keep a 64-member roster inside the
 decoder's object budget, a row's path figures are two integer lists aligned
 with the roster's ``members`` order (``UNMEASURED`` where no path was
 measured, and for the member itself); a capacity report names its peers.
@@ -62,6 +69,8 @@ MAX_RTT_MS = UNMEASURED
 MAX_LOSS_PERMILLE = 1000
 MAX_NAT_CLASS = 6  # hopline.nat.discovery.NatType.UDP_BLOCKED
 MAX_REASON = 200  # characters of a reason; longer ones are refused
+MAX_SPEAKERS = 8
+"""Names in one ``conf.speakers``: a mixer mixes at most this many at once (3 by default)."""
 _USERNAME = re.compile(r"[a-z0-9._-]{3,32}")
 """The canonical username form of :mod:`hopline.identity.names` (which imports the wire)."""
 
@@ -172,6 +181,14 @@ class ConfEnd(Message, command=0x006E, kind=Kind.NOTICE, name="conf.end"):
     reason: str = param(3, STRING, default="", doc="removed, cancelled, timeout, silent, ended")
 
 
+class ConfSpeakers(Message, command=0x006F, kind=Kind.NOTICE, name="conf.speakers"):
+    """The host mixes ``speakers`` as speaking now (the sender is the host of ``epoch``)."""
+
+    conf_id: bytes = param(1, BYTES)
+    epoch: int = param(2, UINT, doc="the roster epoch the host holds")
+    speakers: tuple[str, ...] = param(3, STRING, repeated=True, doc="at most 8, none: silence")
+
+
 CONF_MESSAGES = (
     ConfInvite,
     ConfAccept,
@@ -181,6 +198,7 @@ CONF_MESSAGES = (
     ConfCapacityReport,
     ConfHandover,
     ConfEnd,
+    ConfSpeakers,
 )
 ConfMessage = (
     ConfInvite
@@ -191,6 +209,7 @@ ConfMessage = (
     | ConfCapacityReport
     | ConfHandover
     | ConfEnd
+    | ConfSpeakers
 )
 
 
@@ -272,6 +291,8 @@ def check_message(message: ConfMessage) -> None:
             raise BadValue(f"unknown handover cause {message.cause}")
         if message.previous_host == message.host:
             raise BadValue("a handover names the same host twice")
+    elif isinstance(message, ConfSpeakers):
+        _check_users(message.speakers, "speakers", MAX_SPEAKERS)
 
 
 __all__ = [
@@ -282,6 +303,7 @@ __all__ = [
     "MAX_NAT_CLASS",
     "MAX_REASON",
     "MAX_RTT_MS",
+    "MAX_SPEAKERS",
     "UNMEASURED",
     "ConfAccept",
     "ConfCapacity",
@@ -294,6 +316,7 @@ __all__ = [
     "ConfMember",
     "ConfMessage",
     "ConfRoster",
+    "ConfSpeakers",
     "HandoverCause",
     "check_capacity",
     "check_message",
