@@ -23,8 +23,6 @@ user would: ``hopline answer --auto --record`` on one side, ``hopline call
 from __future__ import annotations
 
 import json
-import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,16 +30,13 @@ from typing import Any
 import pytest
 
 from hopline.media.audio import load_voice, write_wav
-from hopline.media.packet import MediaPacketError, decode_packet
-from hopline.media.report import decode_report
 from hopline.media.score import pesq_wb
 from hopline.netlab import Lab, LabProcess
-from hopline.netlab.capture import read_capture
 from hopline.netlab.matrix import expected_path
 from hopline.netlab.nat import NatClass
-from hopline.netlab.network import SUPERNODE_PORT, LabNetwork
+from hopline.netlab.network import LabNetwork
+from hopline.netlab.relayed import capture_relays, plaintext_seen, relayed_payloads
 from hopline.testing.speech import make_speech
-from hopline.wire import WireError, decode
 
 SECONDS = 10
 MIN_PESQ = 3.5
@@ -101,47 +96,6 @@ def call(net: LabNetwork, caller: str, callee: str, speech: Path) -> dict[str, A
     return {"caller": json.loads(placed), "callee": answered, "pesq": score}
 
 
-def capture_on_supernodes(net: LabNetwork, name: str) -> list[tuple[LabProcess, Path]]:
-    captures = []
-    for server in ("sn0", "sn1"):
-        out = net.workdir / f"{name}-{server}.jsonl"
-        process = net.lab.run(
-            server,
-            [sys.executable, "-m", "hopline.netlab.capture", "--out", str(out)],
-            label=f"cap-{server}",
-        )
-        process.wait_ready(10)
-        captures.append((process, out))
-    return captures
-
-
-def relayed_datagrams(captures: list[tuple[LabProcess, Path]]) -> list[bytes]:
-    """Payloads of datagrams to or from relay ports (not the supernode port itself)."""
-    payloads = []
-    for process, out in captures:
-        process.stop()
-        for record in read_capture(out):
-            ports = {int(record["src"].rsplit(":", 1)[1]), int(record["dst"].rsplit(":", 1)[1])}
-            if SUPERNODE_PORT not in ports and SUPERNODE_PORT + 1 not in ports:
-                payloads.append(record["data"])
-    return payloads
-
-
-def readable(payload: bytes) -> str | None:
-    """What a relayed payload could be read as in plaintext, if anything."""
-    for name, parse in (("media", decode_packet), ("report", decode_report)):
-        try:
-            parse(payload)
-        except MediaPacketError:
-            continue
-        return name
-    try:
-        decode(payload)
-    except WireError:
-        return None
-    return "wire message"
-
-
 def check_call(result: dict[str, Any], path: str) -> None:
     for side in ("caller", "callee"):
         report = result[side]
@@ -165,13 +119,9 @@ def test_masquerade_to_full_cone_talks_directly(network: LabNetwork, speech: Pat
 def test_relayed_calls_sound_good_and_relays_see_only_ciphertext(
     network: LabNetwork, speech: Path, caller: str, callee: str
 ) -> None:
-    captures = capture_on_supernodes(network, f"{caller}-{callee}")
+    captures = capture_relays(network, f"{caller}-{callee}")
     result = call(network, caller, callee, speech)
-    relayed = relayed_datagrams(captures)
+    relayed = relayed_payloads(captures)
     check_call(result, "relay")
     assert len(relayed) > SECONDS * 50, f"only {len(relayed)} relayed datagrams captured"
-    # Plaintext media would parse nearly every time; random ciphertext parses by
-    # chance about once in a few thousand (a 0x81 first byte and zero reserved bits).
-    seen = Counter(readable(payload) for payload in relayed)
-    seen.pop(None, None)
-    assert all(n <= max(3, len(relayed) // 100) for n in seen.values()), (len(relayed), seen)
+    assert not plaintext_seen(relayed), (len(relayed), plaintext_seen(relayed))

@@ -624,7 +624,7 @@ class ConferenceService:
 
     def _retire_stream(self, live: LiveConference) -> None:
         if live.stream is not None:
-            live.previous.append(live.stream.stats(self._now()).to_json())
+            live.previous.append(self._stream_stats(live, live.stream))
             live.stream.close()
             live.stream = None
             live.stream_host = ""
@@ -874,7 +874,7 @@ class ConferenceService:
         if live.mixer is not None:
             return self._mixer_stats(live)
         if live.stream is not None:
-            return {live.stream_host: live.stream.stats(self._now()).to_json()}
+            return {live.stream_host: self._stream_stats(live, live.stream)}
         if live.final is not None:
             return live.final
         return {"previous": live.previous[-1]} if live.previous else {}
@@ -894,9 +894,19 @@ class ConferenceService:
                 "concealed": p.concealed,
                 "packets_received": p.packets_received,
                 "dropped": p.dropped,
+                "path": None if p.local else self._path_kind(pid),
             }
             for pid, p in stats.participants.items()
         }
+
+    def _stream_stats(self, live: LiveConference, stream: VoiceStream) -> dict[str, Any]:
+        """A member's stream to its host, and how it travels."""
+        return {**stream.stats(self._now()).to_json(), "path": self._path_kind(live.stream_host)}
+
+    def _path_kind(self, user: str) -> str | None:
+        """How the media to ``user`` travels now: ``direct`` or ``relay`` (None: no path)."""
+        path = self._path_to(user)
+        return (path.kind or None) if path is not None else None
 
 
 def _path_quality(path: PeerPath) -> PathQuality | None:

@@ -509,9 +509,10 @@ def finish_conference(followed: FollowedConference, as_json: bool, waiting_for: 
 
 
 def conference_table(conferences: list[m.Conference]) -> Table:
-    """One row per participant: conference, host and why, member, speaking, loss/jitter/level."""
+    """One row per participant: conference, host and why, member, speaking, path,
+    loss/jitter/level."""
     table = Table(box=None, padding=(0, 1, 0, 0), header_style="bold", title_justify="left")
-    for column in ("conference", "state", "host", "why host", "member", "speaks"):
+    for column in ("conference", "state", "host", "why host", "member", "speaks", "path"):
         table.add_column(column, no_wrap=column != "why host")
     for column in ("loss %", "jitter ms", "level dBFS"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -542,12 +543,13 @@ def _conference_rows(conf: m.Conference) -> list[tuple[str, ...]]:
             (
                 user if user in conf.members else f"{user} (invited)",
                 "yes" if user in speakers or stats.get("speaking") else "-",
+                str(stats.get("path") or "-"),
                 _value(stats.get("loss"), scale=100),
                 _value(jitter),
                 _value(stats.get("level_dbfs")),
             )
         )
-    return rows or [("-", "-", "-", "-", "-")]
+    return rows or [("-", "-", "-", "-", "-", "-")]
 
 
 # ---------------------------------------------------------------- commands
