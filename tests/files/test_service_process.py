@@ -24,7 +24,13 @@ import pytest
 
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession
-from hopline.files.service import FileConfig, FileService, FileServiceError, NoSuchTransfer
+from hopline.files.service import (
+    ANSWERED_ELSEWHERE,
+    FileConfig,
+    FileService,
+    FileServiceError,
+    NoSuchTransfer,
+)
 from hopline.files.storage import hash_file
 from hopline.path.checks import CheckConfig
 from hopline.path.manager import PathConfig, PathManager
@@ -32,6 +38,7 @@ from hopline.testing.network import (
     FAST_PATHS,
     FAST_SESSION,
     LoopbackNet,
+    another_device,
     logged_in,
     loopback_net,
     until,
@@ -76,11 +83,23 @@ class Device:
 async def new_user(net: LoopbackNet, name: str, paths_config: PathConfig = FAST_PATHS) -> Device:
     bind = f"127.0.0.{10 + next(SOURCES)}"  # the login server throttles per source address
     profile: Profile = await logged_in(net.workdir, net.ls, name, bind=bind)
+    return await start_device(net, profile, paths_config)
+
+
+async def second_device(net: LoopbackNet, first: Device) -> Device:
+    """The same user logged in on another device (a profile of its own), online."""
+    bind = f"127.0.0.{10 + next(SOURCES)}"
+    return await start_device(net, await another_device(net.workdir, first.user, bind=bind))
+
+
+async def start_device(
+    net: LoopbackNet, profile: Profile, paths_config: PathConfig = FAST_PATHS
+) -> Device:
     session = ClientSession(profile, FAST_SESSION)
     await session.connect()
     paths = PathManager(session, paths_config)
     await paths.start()
-    downloads = net.workdir / f"{name}-downloads"
+    downloads = net.workdir / f"{profile.path.name}-downloads"
     downloads.mkdir()
     events: list[dict[str, Any]] = []
     files = FileService(paths, downloads=downloads, config=FILES, on_event=events.append)
@@ -289,6 +308,61 @@ async def test_declining_and_cancelling(pair: tuple[Device, Device], tmp_path: P
         bob.files.status("00" * 16)
     with pytest.raises(FileServiceError, match="not a readable file"):
         await alice.files.send(bob.user, tmp_path / "missing.bin")
+
+
+async def online_on(device: Device, user: str, count: int, timeout: float = 20.0) -> None:
+    """Wait until ``device`` finds ``user`` online on ``count`` devices."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(await device.paths.devices(user)) < count:
+        assert asyncio.get_running_loop().time() < deadline, f"{user} not on {count} devices"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_file_goes_to_the_device_that_accepts_and_leaves_the_other(
+    net: LoopbackNet, pair: tuple[Device, Device], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    bob2 = await second_device(net, bob)
+    try:
+        await online_on(alice, bob.user, 2)
+        source = random_file(tmp_path / "outbox", 5 * MB, name="to both.bin")
+        sent = await alice.files.send(bob.user, source)
+        first, second = await offered(bob), await offered(bob2)
+        assert first["transfer_id"] == second["transfer_id"] == sent["transfer_id"]
+        await bob2.files.accept(second["transfer_id"])
+        got = await bob2.files.wait(sent["transfer_id"], 60)
+        assert got["state"] == "complete", got
+        assert sha256_of(Path(got["saved_to"])) == sha256_of(source)
+        done = await alice.files.wait(sent["transfer_id"], 10)
+        assert done["state"] == "complete", done
+        assert done["device"] == bob2.session.profile.device_id.hex()
+        other = await bob.files.wait(sent["transfer_id"], 10)
+        assert other["state"] == "cancelled" and other["detail"] == ANSWERED_ELSEWHERE, other
+        assert not list(bob.downloads.iterdir())  # nothing arrived on the first device
+        assert done["parts"] == [{"resume_from": 0, "bytes": 5 * MB}]
+    finally:
+        await stop(bob2)
+
+
+async def test_a_file_is_declined_only_when_every_device_declines(
+    net: LoopbackNet, pair: tuple[Device, Device], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    bob2 = await second_device(net, bob)
+    try:
+        await online_on(alice, bob.user, 2)
+        source = random_file(tmp_path / "outbox", MB, name="unwanted.bin")
+        sent = await alice.files.send(bob.user, source)
+        first, second = await offered(bob), await offered(bob2)
+        bob.files.decline(first["transfer_id"], "not here")
+        await asyncio.sleep(0.5)
+        assert alice.files.status(sent["transfer_id"])["state"] == "waiting"
+        bob2.files.decline(second["transfer_id"], "nor here")
+        done = await alice.files.wait(sent["transfer_id"], 10)
+        assert done["state"] == "declined" and done["detail"] == "nor here", done
+        assert not alice.files.refused and not bob.files.refused and not bob2.files.refused
+    finally:
+        await stop(bob2)
 
 
 async def test_bad_offers_and_chunks_are_refused_and_counted(

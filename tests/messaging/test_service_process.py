@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from hopline.client import account
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession
 from hopline.messaging.envelope import MessageKind, MessageRecord, new_message_id, seal_envelope
@@ -37,8 +36,8 @@ from hopline.path.manager import PathManager
 from hopline.testing.network import (
     FAST_PATHS,
     FAST_SESSION,
-    PASSWORD,
     LoopbackNet,
+    another_device,
     logged_in,
     loopback_net,
     until,
@@ -100,11 +99,8 @@ async def new_user(net: LoopbackNet, name: str) -> Device:
 
 async def second_device(net: LoopbackNet, name: str, suffix: str = "2") -> Device:
     """``name`` logged in again, on a profile of its own (another device)."""
-    profile = Profile.open(net.workdir / f"{name}-{suffix}")
-    first = Profile.open(net.workdir / name)
-    profile.pin_login_server(first.login_server, first.ls_key)
-    await account.login(profile, name, PASSWORD, bind=f"127.0.0.{10 + next(SOURCES)}")
-    return await device(profile)
+    bind = f"127.0.0.{10 + next(SOURCES)}"
+    return await device(await another_device(net.workdir, name, suffix, bind))
 
 
 async def stop(*devices: Device) -> None:

@@ -13,8 +13,13 @@ module wires them to peer paths, files and the clock:
   handler that was there before (or to ``path.default_handle``), so other
   services share the path. Each path has a :class:`TransferTable` of its own,
   so what one peer sends is bounded and counted apart.
-* **Sending.** :meth:`FileService.send` hashes the file, opens a path with
-  ``paths.connect(user)`` and offers it. Once accepted, chunks are read from
+* **Sending.** :meth:`FileService.send` hashes the file and offers it to
+  every device the user is online on (at most :attr:`FileConfig.max_devices`),
+  under one transfer id: on the first device a path opens to at once, on the
+  others as their paths open. The first device to accept takes the file; the
+  others' offers are cancelled ("accepted on another device"), and a decline
+  or a lost path only ends the transfer once every device's offer has ended.
+  Once accepted, chunks are read from
   the file as the core's flow-control window allows
   (:meth:`~hopline.files.transfer.FileSender.next_range`); every ``file.ack``
   opens the window again.
@@ -104,6 +109,8 @@ _ENDED_STATES = {
     EndReason.FILE_HASH_MISMATCH: "failed",
     EndReason.PATH_LOST: "interrupted",
 }
+ANSWERED_ELSEWHERE = "accepted on another device"
+"""Why the offers to a user's other devices are cancelled once one device accepts."""
 _DISCARD_PARTIAL = (EndReason.CANCELLED, EndReason.PEER_CANCELLED, EndReason.FILE_HASH_MISMATCH)
 
 
@@ -137,6 +144,7 @@ class FileConfig:
     progress_every_s: float = 1.0  # at most one progress event per transfer this often
     checkpoint_every: int = CHECKPOINT_EVERY
     max_resumes: int = 50  # parts of one transfer before it fails (a peer re-offering forever)
+    max_devices: int = 8  # devices of the recipient one file is offered to at once
 
 
 @dataclass(eq=False)
@@ -171,6 +179,8 @@ class Transfer:
     finished_at: float | None = None
     last_event: float = 0.0
     part_open: bool = False  # the current part was accepted: its bytes count
+    legs: dict[PeerPath, FileSender] = field(default_factory=dict)
+    """Outgoing, until one device accepts: the offer on each device's path."""
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -271,12 +281,12 @@ class FileService:
     # ------------------------------------------------------------ sending
 
     async def send(self, user: str, file: Path | str) -> dict[str, Any]:
-        """Offer ``file`` to ``user`` (the first device the user is online on).
+        """Offer ``file`` to every device ``user`` is online on; the first to accept takes it.
 
-        Returns the transfer document at once (state ``waiting``); the file
-        goes once the peer accepts. Raises :class:`FileServiceError` when the
-        file cannot be read, the user is not reachable, or too many
-        transfers are running.
+        Returns the transfer document once the first device's path is open
+        (state ``waiting``); the file goes once a device accepts. Raises
+        :class:`FileServiceError` when the file cannot be read, no device of
+        the user is reachable, or too many transfers are running.
         """
         source = Path(file)
         if not source.is_file():
@@ -286,49 +296,144 @@ class FileService:
             size, digest = await asyncio.to_thread(hash_file, source)
         except OSError as exc:
             raise FileServiceError(f"cannot read {source}: {exc}") from None
-        path = await self._connect(user)
-        wire_id = os.urandom(TRANSFER_ID_SIZE)
-        transfer = Transfer(
-            wire_id.hex(), "outgoing", path.user, sanitise_name(source.name), size, digest,
-            path, wire_id, "waiting", source=source,
-        )  # fmt: skip
         try:
-            transfer.reader = source.open("rb")
+            reader = source.open("rb")
         except OSError as exc:
             raise FileServiceError(f"cannot read {source}: {exc}") from None
-        self._remember(transfer)
-        self._offer(transfer)
+        connecting: list[asyncio.Task[PeerPath]] = []
+        try:
+            connecting += await self._connect_devices(user)
+            path = await self._first_path(user, connecting)
+            wire_id = os.urandom(TRANSFER_ID_SIZE)
+            transfer = Transfer(
+                wire_id.hex(), "outgoing", path.user, sanitise_name(source.name), size, digest,
+                path, wire_id, "waiting", source=source, reader=reader,
+            )  # fmt: skip
+            self._remember(transfer)
+            self._offer(transfer)
+        except BaseException:
+            reader.close()
+            for task in connecting:
+                task.cancel()
+            raise
+        for task in connecting:
+            self._spawn(self._late_leg(transfer, wire_id, task))
         return self.describe(transfer)
 
-    async def _connect(self, user: str) -> PeerPath:
+    async def _connect_devices(self, user: str) -> list[asyncio.Task[PeerPath]]:
+        """Start opening a path to each device ``user`` is online on (not this one)."""
         try:
-            path = await self.paths.connect(user, self.config.connect_timeout_s)
+            devices = await self.paths.devices(user)
         except PathError as exc:
             raise FileServiceError(f"cannot reach {user}: {exc.reason}") from None
         except EndpointError as exc:
             raise FileServiceError(f"cannot reach {user}: {exc}") from None
+        mine = self.paths.session.profile.device_id
+        chosen = [d for d in devices if d.device_id != mine][: self.config.max_devices]
+        if not chosen:
+            raise FileServiceError(f"{user} is online on no other device")
+        timeout = self.config.connect_timeout_s
+        return [asyncio.ensure_future(self.paths.connect(user, timeout, d)) for d in chosen]
+
+    async def _first_path(self, user: str, connecting: list[asyncio.Task[PeerPath]]) -> PeerPath:
+        """The first path that opens (taken out of ``connecting``); the error of the last
+        that failed when none does."""
+        pending: set[asyncio.Task[PeerPath]] = set(connecting)
+        failure: BaseException | None = None
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                connecting.remove(task)
+                failure = task.exception()
+                if failure is None:
+                    path = task.result()
+                    self.attach(path)
+                    return path
+                if not isinstance(failure, EndpointError):
+                    raise failure
+        reason = failure.reason if isinstance(failure, PathError) else str(failure)
+        raise FileServiceError(f"cannot reach {user}: {reason}")
+
+    async def _late_leg(
+        self, transfer: Transfer, wire_id: bytes, connecting: asyncio.Task[PeerPath]
+    ) -> None:
+        """Offer the file on another device's path too, if it opens while still unanswered."""
+        try:
+            path = await connecting
+        except EndpointError as exc:
+            log.info("transfer %s: a device is out of reach: %s", transfer.transfer_id, exc)
+            return
+        unanswered = transfer.state == "waiting" and transfer.wire_id == wire_id
+        if not unanswered or not transfer.legs or path in transfer.legs:
+            return
         self.attach(path)
-        return path
+        try:
+            transfer.legs[path] = self._offer_on(transfer, path)
+        except LocalTransferError as exc:
+            log.info("transfer %s: not offered to a device: %s", transfer.transfer_id, exc)
 
     def _offer(self, transfer: Transfer) -> None:
         """Offer the file (again) on the transfer's path under its current wire id."""
-        peer = self._peers[transfer.path]
+        transfer.state = "waiting"
+        transfer.connection = transfer.path.connection
+        self._bind(transfer)
+        transfer.legs = {}
+        try:
+            transfer.sender = self._offer_on(transfer, transfer.path)
+        except LocalTransferError as exc:
+            self._end(transfer, "failed", exc.refusal.value, exc.detail)
+            raise FileServiceError(f"cannot offer {transfer.name}: {exc}") from None
+        transfer.legs[transfer.path] = transfer.sender
+        self._spawn(self._watch(transfer, transfer.connection))
+
+    def _offer_on(self, transfer: Transfer, path: PeerPath) -> FileSender:
+        """A sender for the transfer's wire id on ``path``, its offer sent."""
+        peer = self._peers[path]
         sender = FileSender(
             transfer.wire_id, transfer.name, transfer.size, transfer.sha256,
             chunk_size=self.config.chunk_size, window=self.config.window,
             timeouts=self.config.timeouts,
         )  # fmt: skip
-        transfer.sender, transfer.state = sender, "waiting"
-        transfer.connection = transfer.path.connection
-        self._bind(transfer)
-        now = asyncio.get_running_loop().time()
-        try:
-            events = peer.table.add_sender(sender, now)
-        except LocalTransferError as exc:
-            self._end(transfer, "failed", exc.refusal.value, exc.detail)
-            raise FileServiceError(f"cannot offer {transfer.name}: {exc}") from None
+        events = peer.table.add_sender(sender, asyncio.get_running_loop().time())
+        self._by_wire[(path, transfer.wire_id)] = transfer
         self._apply(peer, events)
-        self._spawn(self._watch(transfer, transfer.connection))
+        return sender
+
+    def _choose(self, transfer: Transfer, path: PeerPath) -> None:
+        """The device on ``path`` accepted: the transfer runs there, the other offers end."""
+        chosen = transfer.legs.pop(path, None)
+        if chosen is None:
+            return
+        self._drop_legs(transfer, ANSWERED_ELSEWHERE)
+        transfer.legs = {path: chosen}
+        if transfer.path is not path:
+            transfer.path, transfer.sender = path, chosen
+            transfer.connection = path.connection
+            self._spawn(self._watch(transfer, transfer.connection))
+
+    def _drop_legs(self, transfer: Transfer, reason: str) -> None:
+        """Cancel the offers on ``transfer.legs`` (their events no longer reach it)."""
+        now = asyncio.get_running_loop().time()
+        for path, sender in list(transfer.legs.items()):
+            del transfer.legs[path]
+            self._by_wire.pop((path, transfer.wire_id), None)
+            peer = self._peers.get(path)
+            if peer is not None and not sender.finished:
+                self._apply(peer, sender.cancel(now, reason))
+                peer.table.forget_finished()
+
+    def _leg_ended(self, transfer: Transfer, path: PeerPath) -> bool:
+        """One device's offer ended while others still stand: forget it (True)."""
+        if path not in transfer.legs or len(transfer.legs) < 2:
+            return False
+        del transfer.legs[path]
+        self._by_wire.pop((path, transfer.wire_id), None)
+        self._peers[path].table.forget_finished()
+        if transfer.path is path:
+            transfer.path, transfer.sender = next(iter(transfer.legs.items()))
+            transfer.connection = transfer.path.connection
+            self._spawn(self._watch(transfer, transfer.connection))
+        return True
 
     def _pump(self, peer: _Peer) -> None:
         """Send every chunk the windows of this path's senders allow."""
@@ -612,6 +717,7 @@ class FileService:
         if isinstance(event, WriteChunk):
             self._write(event, transfer)
         elif isinstance(event, Accepted):
+            self._choose(transfer, peer.path)
             transfer.state, transfer.resume_from = "transferring", event.resume_from
             transfer.part_open = True
             transfer.progress = event.resume_from
@@ -621,7 +727,7 @@ class FileService:
             self._on_verified(peer, transfer)
         elif isinstance(event, Completed):
             self._completed(transfer)
-        elif isinstance(event, Ended):
+        elif isinstance(event, Ended) and not self._leg_ended(transfer, peer.path):
             self._ended(transfer, event)
 
     def _send(self, peer: _Peer, message: Message) -> bool:
@@ -680,6 +786,8 @@ class FileService:
         return self.describe(transfer)
 
     def _cancel(self, transfer: Transfer, reason: str, *, keep_partial: bool) -> None:
+        transfer.legs.pop(transfer.path, None)
+        self._drop_legs(transfer, reason)  # the offers to the other devices
         core = transfer.sender or transfer.receiver
         if transfer.partial is not None:
             if keep_partial:

@@ -120,6 +120,18 @@ async def logged_in(workdir: Path, ls: Proc, name: str, bind: str | None = None)
     return profile
 
 
+async def another_device(
+    workdir: Path, name: str, suffix: str = "2", bind: str | None = None
+) -> Profile:
+    """``name`` (made by :func:`logged_in`) logged in again on a profile of its own,
+    ``workdir/NAME-SUFFIX``: another device of the same user."""
+    profile = Profile.open(workdir / f"{name}-{suffix}")
+    first = Profile.open(workdir / name)
+    profile.pin_login_server(first.login_server, first.ls_key)
+    await account.login(profile, name, PASSWORD, bind=bind)
+    return profile
+
+
 def scrape_metrics(metrics: str) -> dict[str, float]:
     """Every sample of a Prometheus endpoint (``HOST:PORT``), by name with labels."""
     with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
