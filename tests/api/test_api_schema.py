@@ -197,8 +197,23 @@ async def test_every_websocket_refuses_a_missing_or_wrong_token(daemon_app: Any)
         assert accepted["type"] == "websocket.accept"  # the control: the right token is let in
 
 
+async def test_the_event_stream_opens_with_a_subscribed_frame(daemon_app: Any) -> None:
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    accepted, opening = await _answers(daemon_app, "/v1/events", "", headers, count=2)
+    assert accepted["type"] == "websocket.accept"
+    assert opening["type"] == "websocket.send"
+    assert json.loads(opening["text"]) == {"type": "subscribed", "data": {}}
+
+
 async def _first_answer(app: Any, path: str, query: str, headers: dict[str, str]) -> dict[str, Any]:
     """The app's first ASGI message in answer to a WebSocket handshake (no server)."""
+    return (await _answers(app, path, query, headers, count=1))[0]
+
+
+async def _answers(
+    app: Any, path: str, query: str, headers: dict[str, str], count: int
+) -> list[dict[str, Any]]:
+    """The app's first ``count`` ASGI messages in answer to a WebSocket handshake."""
     scope = {
         "type": "websocket",
         "asgi": {"version": "3.0"},
@@ -214,16 +229,19 @@ async def _first_answer(app: Any, path: str, query: str, headers: dict[str, str]
     }
     incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     incoming.put_nowait({"type": "websocket.connect"})
-    first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    answers: list[dict[str, Any]] = []
+    enough: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def send(message: dict[str, Any]) -> None:
-        if not first.done():
-            first.set_result(message)
+        answers.append(message)
+        if len(answers) >= count and not enough.done():
+            enough.set_result(None)
 
     session = asyncio.create_task(app(scope, incoming.get, send))
     try:
         async with asyncio.timeout(10):
-            return await first
+            await enough
+            return answers[:count]
     finally:
         session.cancel()  # an accepted socket waits for events until cancelled
         with contextlib.suppress(asyncio.CancelledError):

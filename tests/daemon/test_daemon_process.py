@@ -175,13 +175,10 @@ def test_api_refuses_requests_without_the_token(alice_bob: Net) -> None:
 
 async def test_sdk_events_and_errors(alice_bob: Net) -> None:
     async with Client.for_profile(alice_bob.workdir / "alice") as client:
-        stream = client.events()
-        first = asyncio.ensure_future(stream.__anext__())
-        await asyncio.sleep(0.3)  # the subscription is open
-        await client.set_presence("dnd", "busy")
-        event = await asyncio.wait_for(first, 5)
+        async with client.subscribe() as stream:  # subscribed: nothing from now is missed
+            await client.set_presence("dnd", "busy")
+            event = await asyncio.wait_for(anext(stream), 5)
         assert event["type"] == "presence" and event["data"]["status"] == "dnd"
-        await stream.aclose()
         with pytest.raises(HoplineError) as refused:
             await client.login("bob", PASSWORD)
         assert refused.value.code == "already-logged-in" and refused.value.status == 409

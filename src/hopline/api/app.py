@@ -71,6 +71,8 @@ from hopline.daemon.errors import DaemonError
 from hopline.daemon.node import ClientDaemon
 
 WS_UNAUTHORIZED = 4401  # application close code: bad or missing token
+SUBSCRIBED: dict[str, Any] = {"type": "subscribed", "data": {}}
+"""The first frame of ``/v1/events``: every event after it reaches this subscriber."""
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": m.ApiErrorDoc} for code in (401, 404, 409, 422, 502, 503)
 }
@@ -617,7 +619,7 @@ async def wait_file(
 
 
 async def events(websocket: WebSocket) -> None:
-    """Daemon events as JSON text frames."""
+    """Daemon events as JSON text frames, after a ``subscribed`` frame once subscribed."""
     given = websocket.query_params.get("token")
     header = websocket.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -630,6 +632,7 @@ async def events(websocket: WebSocket) -> None:
     subscription = daemon.events.subscribe()
     try:
         with contextlib.suppress(WebSocketDisconnect):  # the client went away
+            await websocket.send_json(SUBSCRIBED)  # from here on, nothing is missed
             while True:
                 event = await subscription.next()
                 await websocket.send_json(event.to_json())

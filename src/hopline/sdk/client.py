@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -466,13 +467,28 @@ class Client:
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Daemon events as they happen (state, presence, login, logout, ...)."""
+        async with self.subscribe() as stream:
+            async for event in stream:
+                yield event
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """The event stream, already subscribed: every event of the daemon after this
+        ``async with`` is entered is in it (``events()`` gives no such moment)."""
         import websockets  # only event readers need it
 
         url = self.base_url.replace("http", "ws", 1) + "/v1/events"
         headers = {"Authorization": f"Bearer {self._token}"}
         async with websockets.connect(url, additional_headers=headers) as socket:
-            async for frame in socket:
-                yield json.loads(frame)
+            first = json.loads(await socket.recv())
+            if first.get("type") != "subscribed":
+                raise HoplineError("bad-stream", f"the event stream began with {first!r}")
+            yield _frames(socket)
+
+
+async def _frames(socket: Any) -> AsyncIterator[dict[str, Any]]:
+    async for frame in socket:
+        yield json.loads(frame)
 
 
 def _media(
