@@ -35,6 +35,7 @@ from hopline.client import account
 from hopline.client.profile import Profile
 from hopline.client.session import ClientSession
 from hopline.media.audio import load_voice, write_wav
+from hopline.media.score import longest_silence, tone_db
 from hopline.path.manager import PathManager
 from hopline.testing.network import (
     FAST_PATHS,
@@ -128,32 +129,6 @@ def tone(freq: float, seconds: float, talk: tuple[float, float] | None = None) -
     if talk is not None:
         signal[(t < talk[0]) | (t >= talk[1])] = 0.0
     return signal.astype(np.int16)
-
-
-def tone_db(pcm: np.ndarray, freq: float, window_s: float = 0.5) -> float:
-    """The loudest ``window_s`` level of ``freq`` in ``pcm`` (dB, single-bin DFT)."""
-    size = int(window_s * RATE)
-    best = 1e-9
-    t = np.arange(size) / RATE
-    probe = np.exp(-2j * np.pi * freq * t)
-    for start in range(0, len(pcm) - size + 1, size // 2):
-        chunk = pcm[start : start + size].astype(np.float64)
-        best = max(best, float(abs(np.dot(chunk, probe))) / size)
-    return 20 * np.log10(best)
-
-
-def longest_silence(pcm: np.ndarray, frame: int = 960) -> float:
-    """Seconds of the longest run of near-silent 20 ms frames after the first sound."""
-    frames = pcm[: len(pcm) // frame * frame].astype(np.float64).reshape(-1, frame)
-    loud = np.sqrt((frames**2).mean(axis=1)) > 300.0
-    if not loud.any():
-        return len(frames) * 0.02
-    first, last = int(np.argmax(loud)), len(loud) - int(np.argmax(loud[::-1]))
-    run = best = 0
-    for sound in loud[first:last]:
-        run = 0 if sound else run + 1
-        best = max(best, run)
-    return best * 0.02
 
 
 async def conference_of(

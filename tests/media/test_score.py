@@ -20,7 +20,9 @@ from hopline.media.score import (
     align,
     delay_ms,
     find_lag,
+    longest_silence,
     pesq_wb,
+    tone_db,
 )
 from hopline.testing.speech import SpeechUnavailable, make_speech
 
@@ -193,3 +195,20 @@ def test_float_signals_in_unit_scale(speech: Pcm) -> None:
     assert pesq_wb(unit, unit) == pytest.approx(4.64, abs=0.05)
     with pytest.raises(ScoreError, match="degraded signal is silent"):
         pesq_wb(unit, np.full(speech.size, 1e-5))
+
+
+def test_tone_db_finds_the_level_of_one_frequency_only() -> None:
+    t = np.arange(48000) / 48000
+    pcm = (1000 * np.sin(2 * np.pi * 440 * t) + 10 * np.sin(2 * np.pi * 1030 * t)).astype(np.int16)
+    # a sine of amplitude A shows as A/2 in the single-bin DFT: 500 -> 54 dB, 5 -> 14 dB
+    assert abs(tone_db(pcm, 440.0) - 20 * np.log10(500)) < 0.5
+    assert abs(tone_db(pcm, 1030.0) - 20 * np.log10(5)) < 1.0
+    assert tone_db(pcm, 810.0) < 10.0
+
+
+def test_longest_silence_is_the_widest_gap_between_sounds() -> None:
+    loud = np.full(960, 3000, dtype=np.int16)
+    quiet = np.zeros(960, dtype=np.int16)
+    frames = [quiet] * 10 + [loud] * 5 + [quiet] * 7 + [loud] + [quiet] * 3 + [loud] + [quiet] * 50
+    assert longest_silence(np.concatenate(frames)) == pytest.approx(7 * 0.02)
+    assert longest_silence(np.zeros(9600, dtype=np.int16)) == pytest.approx(10 * 0.02)

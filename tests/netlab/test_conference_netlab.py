@@ -50,7 +50,7 @@ import pytest
 from scipy.signal import correlate
 
 from hopline.media.audio import SAMPLE_RATE, load_voice, resample, write_wav
-from hopline.media.score import pesq_wb
+from hopline.media.score import longest_silence, pesq_wb
 from hopline.netlab import Lab, LabProcess
 from hopline.netlab.matrix import expected_path
 from hopline.netlab.nat import NatClass
@@ -224,20 +224,6 @@ def piecewise_match(reference: np.ndarray, window: np.ndarray, pieces: int = PIE
 def level_db(pcm: np.ndarray) -> float:
     """RMS level in dB (full scale int16 is about 90 dB)."""
     return float(20 * np.log10(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))) + 1e-3))
-
-
-def longest_silence(pcm: np.ndarray, frame: int = 960) -> float:
-    """Seconds of the longest run of near-silent 20 ms frames between the first and last sound."""
-    frames = pcm[: len(pcm) // frame * frame].astype(np.float64).reshape(-1, frame)
-    loud = np.sqrt((frames**2).mean(axis=1)) > 300.0
-    if not loud.any():
-        return len(frames) * 0.02
-    first, last = int(np.argmax(loud)), len(loud) - int(np.argmax(loud[::-1]))
-    run = best = 0
-    for sound in loud[first:last]:
-        run = 0 if sound else run + 1
-        best = max(best, run)
-    return best * 0.02
 
 
 def window(pcm16: np.ndarray, start_s: float, seconds: float) -> np.ndarray:

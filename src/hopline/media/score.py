@@ -15,6 +15,12 @@ with what came out at the far end (the degraded signal), using wideband PESQ
 * :func:`pesq_wb` resamples both signals to 16 kHz (the rate wideband PESQ
   defines), aligns them there, and scores.
 
+Two simpler measures of a recording serve conference tests, where each
+person has a voice or a tone of its own: :func:`tone_db`, the level of one
+frequency (a single-bin DFT over sliding windows), and
+:func:`longest_silence`, the longest run of near-silent frames between the
+first and last sound (a gap a listener would hear).
+
 Inputs are 1-D sample arrays (int16 call audio, or floats on any common
 scale). Everything that keeps a score from being computed — ``pesq`` not
 installed, a signal that is too short or silent, PESQ finding no utterance —
@@ -37,7 +43,9 @@ __all__ = [
     "align",
     "delay_ms",
     "find_lag",
+    "longest_silence",
     "pesq_wb",
+    "tone_db",
 ]
 
 PESQ_RATE: Final = 16000
@@ -164,3 +172,34 @@ def _signal(samples: npt.ArrayLike, name: str) -> Signal:
 def _check_rate(rate: int) -> None:
     if not isinstance(rate, int) or rate <= 0:
         raise ValueError(f"sample rate must be a positive integer, got {rate!r}")
+
+
+def tone_db(
+    pcm: npt.ArrayLike, freq: float, rate: int = SAMPLE_RATE, window_s: float = 0.5
+) -> float:
+    """The loudest ``window_s`` level of ``freq`` in ``pcm`` (dB of int16 units, single-bin
+    DFT over half-overlapping windows)."""
+    samples = np.asarray(pcm, dtype=np.float64).reshape(-1)
+    size = int(window_s * rate)
+    probe = np.exp(-2j * np.pi * freq * np.arange(size) / rate)
+    best = 1e-9
+    for start in range(0, samples.size - size + 1, size // 2):
+        best = max(best, float(abs(np.dot(samples[start : start + size], probe))) / size)
+    return float(20 * np.log10(best))
+
+
+def longest_silence(pcm: npt.ArrayLike, frame: int = 960, threshold: float = 300.0) -> float:
+    """Seconds of the longest run of near-silent frames (RMS under ``threshold`` int16
+    units; 960 samples is 20 ms at 48 kHz) between the first and the last sound."""
+    samples = np.asarray(pcm, dtype=np.float64).reshape(-1)
+    frames = samples[: samples.size // frame * frame].reshape(-1, frame)
+    loud = np.sqrt((frames**2).mean(axis=1)) > threshold
+    seconds = frame / SAMPLE_RATE
+    if not loud.any():
+        return len(frames) * seconds
+    first, last = int(np.argmax(loud)), len(loud) - int(np.argmax(loud[::-1]))
+    run = best = 0
+    for sound in loud[first:last]:
+        run = 0 if sound else run + 1
+        best = max(best, run)
+    return best * seconds
