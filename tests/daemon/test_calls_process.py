@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +57,6 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def wav_seconds(path: Path) -> float:
     with wave.open(str(path), "rb") as audio:
         return audio.getnframes() / audio.getframerate()
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    """Background commands a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def live_calls(net: Net, name: str) -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +47,6 @@ def four(net: Net) -> Net:
         net.cli(name, "login", name)
         net.wait_online(name)
     return net
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    """Background commands a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def tone(freq: float, seconds: float, talk: tuple[float, float] | None = None) -> np.ndarray:

@@ -15,7 +15,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,17 +185,6 @@ def test_a_group_of_three_made_with_the_cli(people: Net) -> None:
     assert ids["alice"] == ids["bob"] == ids["carol"]
     renamed = people.json("carol", "chat", "group", "rename", group_id, "supper club")
     assert renamed["name"] == "supper club" and renamed["group_id"] == group_id
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    """Background commands a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def offer_to(net: Net, name: str, sender: str, file_name: str) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +51,6 @@ def three(net: DaemonNet) -> DaemonNet:
     for name in ("alice", "bob", "carol"):
         net.wait_online(name)
     return net
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    """Background commands a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def tone_wav(path: Path, freq: float, seconds: float, talk: tuple[float, float] | None) -> Path:

@@ -67,17 +67,6 @@ def friends(alice_online: DaemonNet) -> DaemonNet:
     return net
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    """Background commands a test started; any still running at its end are killed."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-
-
 async def until(
     pilot: Pilot[None], what: str, check: Callable[[], T], timeout: float = ARRIVAL_S
 ) -> T:
