@@ -11,6 +11,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from hopline.testing.api import needs_the_token, refused
+
 CALL_ID = "0123456789abcdef0123456789abcdef"
 
 
@@ -31,10 +33,7 @@ ROUTES = [
 async def test_every_calls_route_needs_the_token(
     api: httpx.AsyncClient, method: str, path: str, body: object
 ) -> None:
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
-        response = await api.request(method, path, json=body, headers=headers)
-        assert response.status_code == 401, (method, path)
-        assert response.json()["error"] == "unauthorized"
+    await needs_the_token(api, method, path, body)
 
 
 @pytest.mark.parametrize(
@@ -67,10 +66,7 @@ async def test_every_calls_route_needs_the_token(
 async def test_refused_inputs_are_bad_input(
     api: httpx.AsyncClient, method: str, path: str, body: object
 ) -> None:
-    response = await api.request(method, path, json=body)
-    assert response.status_code == 422, response.text
-    doc = response.json()
-    assert doc["error"] == "bad-input" and doc["message"]
+    await refused(api, method, path, body, 422, "bad-input")
 
 
 async def test_a_logged_out_daemon_has_no_calls(api: httpx.AsyncClient) -> None:
@@ -79,9 +75,7 @@ async def test_a_logged_out_daemon_has_no_calls(api: httpx.AsyncClient) -> None:
     for method, path, body in ROUTES:
         if path == "/v1/calls" and method == "GET":
             continue
-        refused = await api.request(method, path, json=body)
-        assert refused.status_code == 409, (method, path, refused.text)
-        assert refused.json()["error"] == "not-logged-in"
+        await refused(api, method, path, body, 409, "not-logged-in")
 
 
 async def test_openapi_documents_the_calls_routes(api: httpx.AsyncClient) -> None:

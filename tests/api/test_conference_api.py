@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from hopline.sdk import Client, HoplineError
-from hopline.testing.api import TEST_TOKEN
+from hopline.testing.api import TEST_TOKEN, needs_the_token, refused
 
 CONF_ID = "00112233445566778899aabbccddeeff"
 CONF = f"/v1/conferences/{CONF_ID}"
@@ -38,10 +38,7 @@ ROUTES = [
 async def test_every_conference_route_needs_the_token(
     api: httpx.AsyncClient, method: str, path: str, body: object
 ) -> None:
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
-        response = await api.request(method, path, json=body, headers=headers)
-        assert response.status_code == 401, (method, path)
-        assert response.json()["error"] == "unauthorized"
+    await needs_the_token(api, method, path, body)
 
 
 @pytest.mark.parametrize(
@@ -75,10 +72,7 @@ async def test_every_conference_route_needs_the_token(
 async def test_refused_inputs_are_bad_input(
     api: httpx.AsyncClient, method: str, path: str, body: object
 ) -> None:
-    response = await api.request(method, path, json=body)
-    assert response.status_code == 422, response.text
-    doc = response.json()
-    assert doc["error"] == "bad-input" and doc["message"]
+    await refused(api, method, path, body, 422, "bad-input")
 
 
 async def test_a_logged_out_daemon_has_no_conferences(api: httpx.AsyncClient) -> None:
@@ -87,9 +81,7 @@ async def test_a_logged_out_daemon_has_no_conferences(api: httpx.AsyncClient) ->
     for method, path, body in ROUTES:
         if path == "/v1/conferences" and method == "GET":
             continue
-        refused = await api.request(method, path, json=body)
-        assert refused.status_code == 409, (method, path, refused.text)
-        assert refused.json()["error"] == "not-logged-in"
+        await refused(api, method, path, body, 409, "not-logged-in")
 
 
 async def test_answer_is_post_only(api: httpx.AsyncClient) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,8 @@ import pytest
 from hopline.api import models as m
 from hopline.cli import calls
 from hopline.cli.output import CliError
-from hopline.demo.cluster import hopline_command
-
-
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOPLINE_PROFILE": str(tmp_path / "nobody")}
-    return subprocess.run(
-        hopline_command(*args), capture_output=True, text=True, timeout=60, env=env, check=False
-    )
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, done.stderr
-    assert done.stderr.startswith("hopline: ") and done.stderr.count("\n") == 1
-    assert "Traceback" not in done.stderr and done.stdout == ""
-    return done.stderr
+from hopline.testing.cli import assert_one_line_error
+from hopline.testing.cli import run_without_daemon as run
 
 
 @pytest.mark.parametrize(

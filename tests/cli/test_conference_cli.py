@@ -10,9 +10,7 @@ real daemons run in ``tests/daemon/test_conference_daemon_process.py``.
 from __future__ import annotations
 
 import io
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,23 +19,10 @@ from rich.console import Console
 from hopline.api import models as m
 from hopline.cli import calls
 from hopline.cli.output import CliError
-from hopline.demo.cluster import hopline_command
+from hopline.testing.cli import assert_one_line_error
+from hopline.testing.cli import run_without_daemon as run
 
 CONF_ID = "ab" * 16
-
-
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOPLINE_PROFILE": str(tmp_path / "nobody")}
-    return subprocess.run(
-        hopline_command(*args), capture_output=True, text=True, timeout=60, env=env, check=False
-    )
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, done.stderr
-    assert done.stderr.startswith("hopline: ") and done.stderr.count("\n") == 1
-    assert "Traceback" not in done.stderr and done.stdout == ""
-    return done.stderr
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,6 @@ checked on documents directly. Real traffic is in
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +17,8 @@ import pytest
 from hopline.api import models as m
 from hopline.cli import chat, files
 from hopline.cli.output import CliError
-from hopline.demo.cluster import hopline_command
-
-
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HOPLINE_PROFILE": str(tmp_path / "nobody")}
-    return subprocess.run(
-        hopline_command(*args),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-        cwd=tmp_path,
-    )
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], code: int) -> str:
-    assert done.returncode == code, done.stderr
-    assert done.stderr.startswith("hopline: ") and done.stderr.count("\n") == 1, done.stderr
-    assert "Traceback" not in done.stderr and done.stdout == ""
-    return done.stderr
+from hopline.testing.cli import assert_one_line_error
+from hopline.testing.cli import run_without_daemon as run
 
 
 @pytest.mark.parametrize(

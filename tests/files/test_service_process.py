@@ -318,51 +318,55 @@ async def online_on(device: Device, user: str, count: int, timeout: float = 20.0
         await asyncio.sleep(0.2)
 
 
-async def test_a_file_goes_to_the_device_that_accepts_and_leaves_the_other(
-    net: LoopbackNet, pair: tuple[Device, Device], tmp_path: Path
-) -> None:
+@pytest.fixture
+async def bob_twice(
+    net: LoopbackNet, pair: tuple[Device, Device]
+) -> AsyncIterator[tuple[Device, Device, Device]]:
+    """Alice, and bob on two devices, both of which alice finds online."""
     alice, bob = pair
     bob2 = await second_device(net, bob)
     try:
         await online_on(alice, bob.user, 2)
-        source = random_file(tmp_path / "outbox", 5 * MB, name="to both.bin")
-        sent = await alice.files.send(bob.user, source)
-        first, second = await offered(bob), await offered(bob2)
-        assert first["transfer_id"] == second["transfer_id"] == sent["transfer_id"]
-        await bob2.files.accept(second["transfer_id"])
-        got = await bob2.files.wait(sent["transfer_id"], 60)
-        assert got["state"] == "complete", got
-        assert sha256_of(Path(got["saved_to"])) == sha256_of(source)
-        done = await alice.files.wait(sent["transfer_id"], 10)
-        assert done["state"] == "complete", done
-        assert done["device"] == bob2.session.profile.device_id.hex()
-        other = await bob.files.wait(sent["transfer_id"], 10)
-        assert other["state"] == "cancelled" and other["detail"] == ANSWERED_ELSEWHERE, other
-        assert not list(bob.downloads.iterdir())  # nothing arrived on the first device
-        assert done["parts"] == [{"resume_from": 0, "bytes": 5 * MB}]
+        yield alice, bob, bob2
     finally:
         await stop(bob2)
+
+
+async def test_a_file_goes_to_the_device_that_accepts_and_leaves_the_other(
+    bob_twice: tuple[Device, Device, Device], tmp_path: Path
+) -> None:
+    alice, bob, bob2 = bob_twice
+    source = random_file(tmp_path / "outbox", 5 * MB, name="to both.bin")
+    sent = await alice.files.send(bob.user, source)
+    first, second = await offered(bob), await offered(bob2)
+    assert first["transfer_id"] == second["transfer_id"] == sent["transfer_id"]
+    await bob2.files.accept(second["transfer_id"])
+    got = await bob2.files.wait(sent["transfer_id"], 60)
+    assert got["state"] == "complete", got
+    assert sha256_of(Path(got["saved_to"])) == sha256_of(source)
+    done = await alice.files.wait(sent["transfer_id"], 10)
+    assert done["state"] == "complete", done
+    assert done["device"] == bob2.session.profile.device_id.hex()
+    other = await bob.files.wait(sent["transfer_id"], 10)
+    assert other["state"] == "cancelled" and other["detail"] == ANSWERED_ELSEWHERE, other
+    assert not list(bob.downloads.iterdir())  # nothing arrived on the first device
+    assert done["parts"] == [{"resume_from": 0, "bytes": 5 * MB}]
 
 
 async def test_a_file_is_declined_only_when_every_device_declines(
-    net: LoopbackNet, pair: tuple[Device, Device], tmp_path: Path
+    bob_twice: tuple[Device, Device, Device], tmp_path: Path
 ) -> None:
-    alice, bob = pair
-    bob2 = await second_device(net, bob)
-    try:
-        await online_on(alice, bob.user, 2)
-        source = random_file(tmp_path / "outbox", MB, name="unwanted.bin")
-        sent = await alice.files.send(bob.user, source)
-        first, second = await offered(bob), await offered(bob2)
-        bob.files.decline(first["transfer_id"], "not here")
-        await asyncio.sleep(0.5)
-        assert alice.files.status(sent["transfer_id"])["state"] == "waiting"
-        bob2.files.decline(second["transfer_id"], "nor here")
-        done = await alice.files.wait(sent["transfer_id"], 10)
-        assert done["state"] == "declined" and done["detail"] == "nor here", done
-        assert not alice.files.refused and not bob.files.refused and not bob2.files.refused
-    finally:
-        await stop(bob2)
+    alice, bob, bob2 = bob_twice
+    source = random_file(tmp_path / "outbox", MB, name="unwanted.bin")
+    sent = await alice.files.send(bob.user, source)
+    first, second = await offered(bob), await offered(bob2)
+    bob.files.decline(first["transfer_id"], "not here")
+    await asyncio.sleep(0.5)
+    assert alice.files.status(sent["transfer_id"])["state"] == "waiting"
+    bob2.files.decline(second["transfer_id"], "nor here")
+    done = await alice.files.wait(sent["transfer_id"], 10)
+    assert done["state"] == "declined" and done["detail"] == "nor here", done
+    assert not alice.files.refused and not bob.files.refused and not bob2.files.refused
 
 
 async def test_bad_offers_and_chunks_are_refused_and_counted(

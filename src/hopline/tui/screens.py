@@ -12,6 +12,7 @@ speakers follow live).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -126,7 +127,40 @@ class IncomingCallScreen(ModalScreen[bool | None]):
         self.dismiss(False)
 
 
-class CallScreen(Screen[None]):
+class _LiveScreen(Screen[None]):
+    """A view of one live call or conference, polled every second until it ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+        self._timer: Timer | None = None
+
+    @property
+    def hopline(self) -> HoplineApp:
+        """The app (typed)."""
+        return self.app  # type: ignore[return-value]
+
+    def start_polling(
+        self,
+        shown: Callable[[], m.Call | m.Conference | None],
+        fetch: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Every :data:`STATS_EVERY_S`, ``fetch`` a fresh document, until the one
+        ``shown`` says it ended."""
+
+        async def poll() -> None:
+            document = shown()
+            if document is not None and document.state == "ended":
+                if self._timer is not None:
+                    self._timer.stop()
+                return
+            self.polls += 1
+            await fetch()
+
+        self._timer = self.set_interval(STATS_EVERY_S, poll)
+
+
+class CallScreen(_LiveScreen):
     """One call's state and live statistics, refreshed every second."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -139,13 +173,6 @@ class CallScreen(Screen[None]):
     def __init__(self, call_id: str) -> None:
         super().__init__()
         self.call_id = call_id
-        self.polls = 0
-        self._timer: Timer | None = None
-
-    @property
-    def hopline(self) -> HoplineApp:
-        """The app (typed)."""
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         """Title, statistics table, buttons."""
@@ -164,19 +191,14 @@ class CallScreen(Screen[None]):
         table.add_column("statistic", key="name")
         table.add_column("value", key="value", width=24)
         self.redraw()
-        self._timer = self.set_interval(STATS_EVERY_S, self._poll)
+        self.start_polling(self.current, self.fetch)
 
     def current(self) -> m.Call | None:
         """The call's last document."""
         return self.hopline.state.calls.get(self.call_id)
 
-    async def _poll(self) -> None:
-        call = self.current()
-        if call is not None and call.state == "ended":
-            if self._timer is not None:
-                self._timer.stop()
-            return
-        self.polls += 1
+    async def fetch(self) -> None:
+        """Ask the app for the call's document."""
         await self.hopline.poll_call(self.call_id)
 
     def redraw(self) -> None:
@@ -221,7 +243,7 @@ class CallScreen(Screen[None]):
 SPEAKING_STYLE = "bold black on green"
 
 
-class ConferenceScreen(Screen[None]):
+class ConferenceScreen(_LiveScreen):
     """One conference: host (you or who), participants, active speakers highlighted."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -232,13 +254,6 @@ class ConferenceScreen(Screen[None]):
     def __init__(self, conf_id: str) -> None:
         super().__init__()
         self.conf_id = conf_id
-        self.polls = 0
-        self._timer: Timer | None = None
-
-    @property
-    def hopline(self) -> HoplineApp:
-        """The app (typed)."""
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         """Title, the speakers line, the participants table, buttons."""
@@ -257,19 +272,14 @@ class ConferenceScreen(Screen[None]):
         for name in ("participant", "role", "speaking"):
             table.add_column(name, key=name)
         self.redraw()
-        self._timer = self.set_interval(STATS_EVERY_S, self._poll)
+        self.start_polling(self.current, self.fetch)
 
     def current(self) -> m.Conference | None:
         """The conference's last document."""
         return self.hopline.state.conferences.get(self.conf_id)
 
-    async def _poll(self) -> None:
-        conference = self.current()
-        if conference is not None and conference.state == "ended":
-            if self._timer is not None:
-                self._timer.stop()
-            return
-        self.polls += 1
+    async def fetch(self) -> None:
+        """Ask the app for the conference's document."""
         await self.hopline.poll_conference(self.conf_id)
 
     def redraw(self) -> None:
