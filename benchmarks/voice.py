@@ -37,7 +37,9 @@ call is made twice (``--tries``) and the better one kept, so a pause of this
 machine does not count against aiortc. aiortc's own
 receiver has no playout clock, FEC or concealment. Its CPU is the process's
 CPU over the call divided by two parties, and includes DTLS-SRTP, ICE,
-RTCP and asyncio. For the work the Hopline figure covers, aiortc's media
+RTCP and asyncio. Both real calls run on the event loop the Hopline daemon
+uses (``hopline.runtime.loop.run``: uvloop when installed), so the loop is
+not what differs. For the work the Hopline figure covers, aiortc's media
 parts alone (its Opus encoder and decoder, RTP packets and jitter buffer)
 are also timed on a simulated clock. ``--no-aiortc`` skips aiortc.
 
@@ -55,7 +57,6 @@ docs/benchmarks.md ("Voice") holds the measured table.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import importlib.util
 import json
@@ -77,6 +78,7 @@ from _common import print_table, write_json
 from hopline.media.report import is_report
 from hopline.media.score import delay_ms, pesq_wb
 from hopline.media.stream import VoiceConfig, VoiceStream
+from hopline.runtime.loop import run as run_loop
 from hopline.testing.impair import ImpairedChannel, Impairment
 from hopline.testing.speech import make_speech
 
@@ -258,7 +260,7 @@ def aiortc_call(speech: np.ndarray, condition: Condition, seed: int, seconds: fl
 
     imp_ab, imp_ba = condition.impairments(seed)
     channels = (ImpairedChannel(imp_ab), ImpairedChannel(imp_ba))
-    result = asyncio.run(run_call((speech, speech), channels, seconds))
+    result = run_loop(run_call((speech, speech), channels, seconds))  # the loop Hopline's call has
     length = round(seconds * RATE)
     legs = result.legs
     offered = sum(leg.offered for leg in legs)

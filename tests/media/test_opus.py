@@ -436,3 +436,47 @@ def test_missing_library_is_a_reason_not_an_exception(monkeypatch: pytest.Monkey
     monkeypatch.setattr(opus, "_pyav_origin", lambda: None)
     reason = opus._load.__wrapped__()
     assert isinstance(reason, str) and "libopus0" in reason
+
+
+def _release_at(path: str) -> tuple[int, ...]:
+    dll = ctypes.CDLL(path)
+    opus._declare(dll)
+    return opus._release(opus._version_of(dll))
+
+
+def test_newest_library_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(opus.LIBRARY_ENV, raising=False)
+    candidates = opus._candidate_paths()
+    versions = {}
+    for path in candidates:
+        try:
+            versions[path] = _release_at(path)
+        except OSError:
+            continue
+    if len(set(versions.values())) < 2:
+        pytest.skip(f"needs two libopus releases to choose from, found {versions}")
+    loaded = opus._load.__wrapped__()
+    assert not isinstance(loaded, str), loaded
+    assert versions[loaded.path] == max(versions.values())
+    # Reversing the search order does not change the choice.
+    monkeypatch.setattr(opus, "_candidate_paths", lambda: list(reversed(candidates)))
+    again = opus._load.__wrapped__()
+    assert not isinstance(again, str) and again.path == loaded.path
+
+
+def test_environment_names_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    oldest = min(opus._candidate_paths(), key=_release_at)
+    monkeypatch.setenv(opus.LIBRARY_ENV, oldest)
+    loaded = opus._load.__wrapped__()
+    assert not isinstance(loaded, str) and loaded.path == oldest
+    monkeypatch.setenv(opus.LIBRARY_ENV, "/nonexistent/libopus.so.0")
+    reason = opus._load.__wrapped__()
+    assert isinstance(reason, str) and "/nonexistent/libopus.so.0" in reason
+
+
+@pytest.mark.parametrize(
+    ("text", "release"),
+    [("libopus 1.3.1", (1, 3, 1)), ("libopus 1.6.1-fixed", (1, 6, 1)), ("libopus", ())],
+)
+def test_release_is_read_from_the_version_string(text: str, release: tuple[int, ...]) -> None:
+    assert opus._release(text) == release

@@ -84,6 +84,7 @@ from hopline.calls.conference import (
 )
 from hopline.calls.conference import Conference as ConferenceCore
 from hopline.calls.election import Capacity, CpuHeadroom, PathQuality, measure_cpu_headroom
+from hopline.calls.pacing import FrameClock
 from hopline.calls.service import CallService
 from hopline.media.audio import AudioSink, AudioSource, open_call_audio
 from hopline.media.mixer import ConferenceMixer, MixerConfig
@@ -111,8 +112,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("hopline.conference")
-FRAME_S = 0.02
-MAX_CATCH_UP = 5  # frames processed at once after a late tick; older ones are skipped
 DEFAULT_UPLOAD_BPS = 2_000_000
 """The upload estimate reported until the NAT check has measured one (or when
 it could not, UDP being blocked): 2 Mbit/s, what a modest broadband line
@@ -639,18 +638,14 @@ class ConferenceService:
     async def _media(self, live: LiveConference) -> None:
         """The 20 ms loop: capture, mix or stream, send, play out, until the end."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        done = 0
+        clock = FrameClock(loop.time())
         while not live.over:
-            due = int((loop.time() - start) / FRAME_S) + 1
-            done = max(done, due - MAX_CATCH_UP)
-            while done < due:
-                self._tick(live, start + done * FRAME_S)
-                done += 1
-            if live.seconds is not None and loop.time() - start >= live.seconds:
+            for at in clock.due(loop.time()):
+                self._tick(live, at)
+            if live.seconds is not None and loop.time() - clock.start >= live.seconds:
                 self._leave_or_decline(live, "left")
                 break
-            await asyncio.sleep(max(0.0, start + done * FRAME_S - loop.time()))
+            await asyncio.sleep(clock.sleep_for(loop.time()))
 
     def _tick(self, live: LiveConference, now: float) -> None:
         frame = live.source.read_frame() if live.source is not None else None

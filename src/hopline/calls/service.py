@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from hopline.calls.pacing import FrameClock
 from hopline.calls.state import (
     CALL_TIMEOUTS,
     MAX_FORK_DEVICES,
@@ -100,8 +101,6 @@ from hopline.wire.commands import DeviceRecord
 __all__ = ["CallConfig", "CallError", "CallService", "LiveCall", "NoSuchCall"]
 
 log = logging.getLogger("hopline.calls")
-FRAME_S = 0.02
-MAX_CATCH_UP = 5  # frames processed at once after a late tick; older ones are skipped
 CODEC_NAME = "opus/48000/1"
 CALL_SIGNALS = (CallInvite, CallRinging, CallAccept, CallDecline, CallCancel, CallHangup, CallHold)
 SILENCE = np.zeros(960, dtype=np.int16)
@@ -614,20 +613,16 @@ class CallService:
     async def _media(self, live: LiveCall, stream: VoiceStream, path: PeerPath) -> None:
         """The 20 ms loop: capture, send, play out, until the call ends."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
-        done = 0
+        clock = FrameClock(loop.time())
         while live.state in IN_CALL:
-            due = int((loop.time() - start) / FRAME_S) + 1
-            done = max(done, due - MAX_CATCH_UP)
-            while done < due:
-                self._tick(live, stream, start + done * FRAME_S)
-                done += 1
+            for at in clock.due(loop.time()):
+                self._tick(live, stream, at)
             self._flush(live, stream, path)
             self._check_stall(live, loop.time())
-            if live.seconds is not None and loop.time() - start >= live.seconds:
+            if live.seconds is not None and loop.time() - clock.start >= live.seconds:
                 self._local(live, Hangup())
                 break
-            await asyncio.sleep(max(0.0, start + done * FRAME_S - loop.time()))
+            await asyncio.sleep(clock.sleep_for(loop.time()))
 
     def _tick(self, live: LiveCall, stream: VoiceStream, now: float) -> None:
         source, sink = live.source, live.sink

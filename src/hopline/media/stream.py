@@ -97,10 +97,10 @@ class VoiceConfig:
     start_bitrate: int = 60000  # clean paths start at the top; lowered as soon as loss shows
     min_bitrate: int = 16000
     max_bitrate: int = 60000
-    """The top, not 64 kbit/s: with libopus 1.3.1 in VoIP mode at 48 kHz, 64 kbit/s
-    scores clearly worse (PESQ-WB 4.07 against 4.43 at 60 kbit/s on the voice
-    benchmark's clean path): the encoder changes how it codes at that rate."""
-    complexity: int = 10  # libopus default; 5 loses 0.3-0.6 PESQ at 24-32 kbit/s, saves 0.1 ms
+    """The top, not 64 kbit/s: with libopus 1.3.1 and 1.6.1 in VoIP mode at 48 kHz,
+    64 kbit/s scores clearly worse (PESQ-WB 4.07 against 4.43 at 60 kbit/s on the
+    voice benchmark's clean path): the encoder changes how it codes at that rate."""
+    complexity: int = 10  # libopus default; 8-10 score alike, 7 loses 0.03-0.13 PESQ, 5 0.3-0.6
     report_interval_s: float = 1.0
     adaptive: bool = True
     """Rate control on; when off, :attr:`fixed` (or the start bitrate alone) stays."""
