@@ -175,6 +175,22 @@ def test_setters_take_effect() -> None:
     assert (encoder.complexity, encoder.dtx) == (10, True)
 
 
+def test_signal_hint_keeps_speech_out_of_celt_at_64k() -> None:
+    encoder = OpusEncoder(bitrate=64000, complexity=10)
+    assert encoder.signal == "auto"
+    told = OpusEncoder(bitrate=64000, complexity=10, signal="voice")
+    assert told.signal == "voice"
+
+    def configs(packets: list[bytes]) -> set[int]:
+        return {packet[0] >> 3 for packet in packets[5:]}  # TOC: 0-11 SILK, 12-15 hybrid, 16+ CELT
+
+    signal = speech_like()
+    assert max(configs(encode_all(told, signal))) < 16
+    assert max(configs(encode_all(encoder, signal))) >= 16  # unhinted, it switches to CELT
+    with pytest.raises(ValueError, match="signal"):
+        told.set_signal("speech")
+
+
 def test_bitrate_changes_packet_sizes() -> None:
     signal = chirp()
     low = encode_all(OpusEncoder(bitrate=12000), signal)
