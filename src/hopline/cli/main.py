@@ -15,8 +15,19 @@ import traceback
 
 import typer
 
-from hopline import __version__
-from hopline.cli import account, calls, chat, client, daemon, demo, files, netcheck, servers, wire
+from hopline.cli import (
+    about,
+    account,
+    calls,
+    chat,
+    client,
+    daemon,
+    demo,
+    files,
+    netcheck,
+    servers,
+    wire,
+)
 from hopline.cli import tui as tui_cli
 from hopline.cli.output import CliError
 
@@ -50,6 +61,7 @@ app.add_typer(chat.chat_app, name="chat")
 app.command("send-file")(files.send_file_command)
 app.add_typer(files.files_app, name="files")
 app.command("tui")(tui_cli.tui_command)
+app.command("version")(about.version_command)
 
 
 @app.callback()
@@ -59,12 +71,6 @@ def main(
     """Hopline: open peer-to-peer voice and messaging."""
     if debug:
         os.environ["HOPLINE_DEBUG"] = "1"
-
-
-@app.command("version")
-def version() -> None:
-    """Print the Hopline version."""
-    sys.stdout.write(f"hopline {__version__}\n")
 
 
 def _debugging(argv: list[str]) -> bool:
