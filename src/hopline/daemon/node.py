@@ -828,14 +828,19 @@ def _conferring(function: Any, *args: Any) -> Any:
         raise ConferenceRefused(str(exc)) from None
 
 
-def _conf_id(text: str) -> bytes:
+def _hex_id(text: str, size: int, what: str) -> bytes:
+    """``text`` as an id of ``size`` bytes written in hex, or :class:`BadInput`."""
     try:
         ident = bytes.fromhex(text)
     except ValueError:
         ident = b""
-    if len(ident) != CONF_ID_SIZE:
-        raise BadInput(f"not a conference id: {text!r} (32 hex digits)")
+    if len(ident) != size:
+        raise BadInput(f"not a {what} id: {text!r} ({2 * size} hex digits)")
     return ident
+
+
+def _conf_id(text: str) -> bytes:
+    return _hex_id(text, CONF_ID_SIZE, "conference")
 
 
 async def _now(function: Any, *args: Any) -> Any:
@@ -856,13 +861,7 @@ async def _calling(awaitable: Awaitable[T]) -> T:
 
 
 def _call_id(text: str) -> bytes:
-    try:
-        ident = bytes.fromhex(text)
-    except ValueError:
-        ident = b""
-    if len(ident) != CALL_ID_SIZE:
-        raise BadInput(f"not a call id: {text!r} (32 hex digits)")
-    return ident
+    return _hex_id(text, CALL_ID_SIZE, "call")
 
 
 def _canonical(username: str) -> str:
