@@ -314,7 +314,9 @@ def measure_cpu_headroom(
     rng = np.random.default_rng(0)
     frame = rng.integers(-8000, 8000, config.frame_samples, dtype=np.int16)
     with (
-        OpusEncoder(config.sample_rate, 1, config.bitrate, complexity=config.complexity) as enc,
+        OpusEncoder(
+            config.sample_rate, 1, config.bitrate, complexity=config.complexity, signal="voice"
+        ) as enc,
         OpusDecoder(config.sample_rate, 1) as dec,
     ):
         packets, encode_s = _run_for(lambda: enc.encode(frame), duration_s * 0.8, clock)

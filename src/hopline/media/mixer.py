@@ -451,6 +451,7 @@ class ConferenceMixer:
             fec=cfg.fec,
             packet_loss_perc=cfg.packet_loss_perc,
             complexity=cfg.complexity,
+            signal="voice",  # as the voice stream: speech modes, never CELT at the top
         )
 
     def _make_packetizer(self) -> Packetizer:
