@@ -18,9 +18,12 @@ from hopline.demo.cluster import hopline_command
 __all__ = ["assert_one_line_error", "run_without_daemon"]
 
 
-def run_without_daemon(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``hopline ARGS`` run from ``workdir`` with no profile (so no daemon)."""
-    env = {**os.environ, "HOPLINE_PROFILE": str(workdir / "nobody")}
+def run_without_daemon(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``hopline ARGS`` run from ``workdir`` with no profile (so no daemon);
+    ``env`` adds or overrides environment variables."""
+    env = {**os.environ, **(env or {}), "HOPLINE_PROFILE": str(workdir / "nobody")}
     return subprocess.run(  # noqa: S603 -- the hopline command, no shell
         hopline_command(*args),
         capture_output=True,
