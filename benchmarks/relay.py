@@ -67,7 +67,6 @@ from hopline.client.profile import Profile
 from hopline.connection import Expectation
 from hopline.demo.cluster import Cluster, Proc
 from hopline.identity import CertificateVerifier, Role
-from hopline.relay import channel_frame
 from hopline.runtime.endpoint import Endpoint, PeerConnection
 from hopline.runtime.loop import run
 from hopline.testing.network import logged_in, scrape_metrics, start_network
@@ -386,7 +385,7 @@ class HoplineClient(ClientBase):
         # (connection, relay id, relayed address, user index) of every allocation
         self.allocations: list[tuple[PeerConnection, int, Address, int]] = []
         self.next_channel: dict[int, int] = {}  # per user
-        self.frames: list[tuple[PeerConnection, bytes]] = []
+        self.frames: list[tuple[PeerConnection, int, bytes]] = []
 
     async def setup(self, setup: dict[str, Any]) -> None:
         """Connect each profile and allocate its quota."""
@@ -430,7 +429,7 @@ class HoplineClient(ClientBase):
             await pc.request(
                 RelayChannel(relay_id=relay_id, channel=channel, peer=Address.of(*peer))
             )
-            self.frames.append((pc, channel_frame(channel, payload)))
+            self.frames.append((pc, channel, payload))
             targets.append(relayed.as_tuple())
         return targets
 
@@ -439,9 +438,10 @@ class HoplineClient(ClientBase):
         self.frames = self.frames[first:]
 
     def send_stream(self, index: int) -> None:
-        """One channel-data frame on the owner's secure connection."""
-        pc, frame = self.frames[index]
-        pc.send_media(frame)
+        """One channel datagram on the owner's secure connection."""
+        pc, channel, payload = self.frames[index]
+        pc.core.send_channel(channel, payload, time.time())
+        pc.service()
 
     def close(self) -> None:
         """Close the endpoints."""

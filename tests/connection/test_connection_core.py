@@ -8,20 +8,24 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hopline.connection import (
+    ChannelDataReceived,
     Closed,
     ConnectionConfig,
     Established,
     Expectation,
+    MediaReceived,
     MessageReceived,
     ReplyReceived,
     RequestFailed,
 )
 from hopline.connection.handshake import INIT_SIZE
 from hopline.crypto.noise import DHKeyPair
+from hopline.crypto.session import CHANNEL_OVERHEAD
 from hopline.identity import CertificateBody, CertificateVerifier, Role, issue_certificate
 from hopline.identity.certificate import public_bytes
 from hopline.testing.connections import ConnectionPair, Side
 from hopline.testing.lossy import ImpairmentConfig
+from hopline.transport import SendQueueFull
 from hopline.wire.commands import Echo, EchoReply, Ping
 
 NOW = 1_000_000  # ConnectionPair's clock starts here; certificates are valid around it
@@ -294,3 +298,82 @@ def test_no_byte_position_is_constant_after_the_init_header() -> None:
         width = min(len(d) for d in datagrams)
         for position in range(width):
             assert len({d[position] for d in datagrams}) > 1, (index, position)
+
+
+# -- channel datagrams (a relay's owner and its supernode) ------------------------------
+
+
+def _channel_pair() -> ConnectionPair:
+    pair = ConnectionPair.create(*user_and_supernode())
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    return pair
+
+
+def _media(events: list[object]) -> list[bytes]:
+    return [e.data for e in events if isinstance(e, MediaReceived)]
+
+
+def _channel_data(events: list[object]) -> list[tuple[int, bytes]]:
+    return [(e.channel, e.payload) for e in events if isinstance(e, ChannelDataReceived)]
+
+
+def test_a_channel_datagram_is_one_datagram_outside_the_link() -> None:
+    pair = _channel_pair()
+    payload = bytes(range(256)) * 4
+    pair.client.send_channel(0x4001, payload, pair.clock.now())
+    datagrams = pair.client.datagrams_to_send(pair.clock.now())
+    assert [len(d) for d in datagrams] == [CHANNEL_OVERHEAD + len(payload)]
+    assert datagrams[0].endswith(payload)  # sealed end to end already: not encrypted again
+    assert pair.server is not None
+    assert pair.server.receive_datagram(datagrams[0], pair.clock.now())
+    pair._collect()
+    assert _channel_data(pair.server_events) == [(0x4001, payload)]
+    assert pair.server.receive_datagram(datagrams[0], pair.clock.now()) is False  # a replay
+    assert pair.server.dropped["crypto:replayed"] == 1
+
+
+def test_a_tampered_channel_datagram_is_dropped_and_counted() -> None:
+    pair = _channel_pair()
+    pair.client.send_channel(0x4000, b"relayed bytes" * 80, pair.clock.now())
+    datagram = pair.client.datagrams_to_send(pair.clock.now())[0]
+    assert pair.server is not None
+    for position in (0, 9, len(datagram) - 1):  # header, encrypted channel, payload
+        tampered = bytearray(datagram)
+        tampered[position] ^= 0x01
+        assert pair.server.receive_datagram(bytes(tampered), pair.clock.now()) is False
+    assert pair.server.dropped["crypto:auth_failed"] >= 2
+    pair._collect()
+    assert _channel_data(pair.server_events) == [] and _media(pair.server_events) == []
+
+
+def test_channel_frames_fall_back_to_the_unreliable_channel() -> None:
+    """Before the handshake ends, when a frame would not fit one datagram, and for
+    small frames (which share datagrams), the frame goes through the link instead;
+    the peer sees the same frame."""
+    pair = ConnectionPair.create(*user_and_supernode())
+    pair.client.send_channel(0x4002, b"E" * 600, pair.clock.now())
+    assert pair.run_until(lambda: established(pair), timeout=5)
+    large, small = b"L" * 1500, b"voice frame"
+    pair.client.send_channel(0x4003, large, pair.clock.now())
+    for _ in range(5):
+        pair.client.send_channel(0x4004, small, pair.clock.now())
+    sent_before = pair.client.link.stats.datagrams_sent
+    assert pair.run_until(lambda: len(_media(pair.server_events)) == 7, timeout=5)
+    assert pair.client.link.stats.datagrams_sent - sent_before <= 3  # the small ones share
+    assert sorted(_media(pair.server_events)) == sorted(
+        [b"\x40\x02" + b"E" * 600, b"\x40\x03" + large] + [b"\x40\x04" + small] * 5
+    )
+
+
+def test_unsent_channel_datagrams_are_bounded() -> None:
+    pair = _channel_pair()
+    budget = pair.client.config.link.max_send_queue_bytes
+    payload = b"x" * 1000
+    now = pair.clock.now()
+    with pytest.raises(SendQueueFull):
+        for _ in range(budget // (CHANNEL_OVERHEAD + len(payload)) + 1):
+            pair.client.send_channel(0x4000, payload, now)
+    assert len(pair.client.datagrams_to_send(now)) == budget // (CHANNEL_OVERHEAD + len(payload))
+    pair.client.send_channel(0x4000, payload, now)  # handed out: room again
+    with pytest.raises(ValueError):
+        pair.client.send_channel(0x10000, payload, now)

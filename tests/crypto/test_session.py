@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,8 @@ from hopline.crypto import (
     SessionStateError,
     UnsupportedProtocolError,
 )
-from hopline.crypto.session import MAX_EPOCH_SKIP, _header_protection
+from hopline.crypto import session as session_module
+from hopline.crypto.session import CHANNEL_OVERHEAD, MAX_EPOCH_SKIP, _HeaderProtection
 
 SUITES = ["ChaChaPoly_BLAKE2s", "AESGCM_SHA256", "AESGCM_BLAKE2b"]
 
@@ -381,22 +382,127 @@ def test_packet_layout(suite: str) -> None:
     assert server.open(packet, 0.0) == b"payload"
 
 
-def test_header_protection_masks() -> None:
-    # AES: RFC 9001 appendix A.2 sample and mask (first 5 bytes given there)
-    aes = _header_protection("AESGCM", bytes.fromhex("9f50449e04a0e810283a1e9933adedd2"))
+def test_header_protection_rfc9001_vector() -> None:
+    # RFC 9001 appendix A.2 sample and mask (first 5 bytes given there)
+    aes = _HeaderProtection(bytes.fromhex("9f50449e04a0e810283a1e9933adedd2"))
     sample = bytes.fromhex("d1b1c98dd7689fb8ec11d242b123dc9b")
     assert aes.mask(sample).to_bytes(8, "big")[:5].hex() == "437b9aec36"
-    # ChaCha20: keystream of block 1 for nonce sample[4:16], checked against raw ChaCha20,
-    # and identical to RFC 9001 A.5's construction whenever sample[0:4] encodes 1
-    key = bytes.fromhex("25a282b9e82f06f21f488917a4fc8f1b73573685608597d0efcb076b0ab7a7a4")
-    chacha = _header_protection("ChaChaPoly", key)
-    for sample in (bytes.fromhex("5e5cd55c41f69080575d7999c25a5bfb"), bytes(range(16))):
-        block1 = (1).to_bytes(4, "little") + sample[4:]
-        raw = Cipher(algorithms.ChaCha20(key, block1), mode=None).encryptor().update(bytes(8))
-        assert chacha.mask(sample) == int.from_bytes(raw, "big")
-    rfc_sample = bytes.fromhex("5e5cd55c41f69080575d7999c25a5bfb")
-    rfc_mask = Cipher(algorithms.ChaCha20(key, rfc_sample), mode=None).encryptor().update(bytes(5))
-    assert rfc_mask.hex() == "aefefe7d03"  # RFC 9001 A.5, the construction we adapt
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_suite_masks_with_one_aes_block(suite: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys: list[bytes] = []
+
+    class Recording(_HeaderProtection):
+        def __init__(self, key: bytes) -> None:
+            keys.append(key)
+            super().__init__(key)
+
+    monkeypatch.setattr(session_module, "_HeaderProtection", Recording)
+    client, _ = pair(suite=suite)
+    send_key = keys[-4]  # the initiator's sending key: its session finished before the server's
+    packet = client.seal(b"masked", 0.0)
+    ecb = Cipher(algorithms.AES(send_key), modes.ECB()).encryptor()
+    mask = ecb.update(packet[8:24])[:8]
+    assert bytes(a ^ b for a, b in zip(packet[:8], mask, strict=True)) == bytes(8)  # counter 0
+
+
+# -- channel datagrams -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", SUITES[:2])
+def test_channel_datagram_layout(suite: str) -> None:
+    """Masked header with bit 63 set, the channel encrypted under the header and the
+    payload as associated data, the payload itself in the clear at the end."""
+    client, server = pair(suite=suite)
+    tx = client._tx
+    assert tx is not None
+    client.seal(b"one sealed datagram first", 0.0)
+    key = tx.cipher.copy()
+    payload = bytes(range(200))
+    packet = client.seal_channel(0x4001, payload, 0.0)
+    assert len(packet) == CHANNEL_OVERHEAD + len(payload) and packet.endswith(payload)
+    value = int.from_bytes(packet[:8], "big") ^ tx.hp.mask(packet[8:24])
+    assert value == (1 << 63) | 1  # channel form, epoch 0, counter 1 (shared with seal)
+    header = value.to_bytes(8, "big")
+    assert key.decrypt_with_nonce(1, header + payload, packet[8:26]) == b"\x40\x01"
+    assert server.unseal(packet, 0.0) == (0x4001, payload)
+
+
+def test_sealed_and_channel_datagrams_share_counters_and_replay_window() -> None:
+    client, server = pair(replay_window=64)
+    packets = [
+        client.seal_channel(i, b"relayed %d" % i, 0.0) if i % 2 else client.seal(b"%d" % i, 0.0)
+        for i in range(20)
+    ]
+    for index in reversed(range(20)):
+        expected = (index, b"relayed %d" % index) if index % 2 else (None, b"%d" % index)
+        assert server.unseal(packets[index], 0.0) == expected
+    for packet in packets[:3]:
+        with pytest.raises(ReplayError):
+            server.unseal(packet, 0.0)
+
+
+def test_open_refuses_a_channel_datagram_without_state_change() -> None:
+    client, server = pair()
+    packet = client.seal_channel(0x4000, b"x" * 40, 0.0)
+    before = receiver_state(server)
+    with pytest.raises(DecryptError) as info:
+        server.open(packet, 0.0)
+    assert info.value.reason == "channel"
+    assert receiver_state(server) == before
+    assert server.unseal(packet, 0.0) == (0x4000, b"x" * 40)
+
+
+@pytest.mark.parametrize("suite", SUITES[:2])
+def test_every_byte_of_a_channel_datagram_is_authenticated(suite: str) -> None:
+    client, server = pair(suite=suite)
+    packet = client.seal_channel(0x7FFF, b"payload in the clear" * 3, 0.0)
+    before = receiver_state(server)
+    for position in range(len(packet)):
+        for flip in (0x01, 0x80):
+            tampered = bytearray(packet)
+            tampered[position] ^= flip
+            with pytest.raises(RemoteCryptoError):
+                server.unseal(bytes(tampered), 0.0)
+            assert receiver_state(server) == before
+    with pytest.raises(RemoteCryptoError):
+        server.unseal(packet + b"appended", 0.0)
+    assert server.unseal(packet, 0.0) == (0x7FFF, b"payload in the clear" * 3)
+
+
+def test_channel_datagrams_follow_rekeys() -> None:
+    client, server = pair(rekey_after_messages=3)
+    for i in range(10):
+        assert server.unseal(client.seal_channel(0x4000, b"%d" % i, 0.0), 0.0) == (
+            0x4000,
+            b"%d" % i,
+        )
+    assert client.send_epoch == 3 and server.receive_epoch == 3
+
+
+def test_channel_datagram_edge_cases() -> None:
+    client, server = pair()
+    assert server.unseal(client.seal_channel(0, b"", 0.0), 0.0) == (0, b"")
+    with pytest.raises(LocalCryptoError):
+        client.seal_channel(0x10000, b"x", 0.0)
+    with pytest.raises(LocalCryptoError):
+        client.seal_channel(-1, b"x", 0.0)
+
+
+def test_epoch_field_wraps_at_128_and_never_sets_the_form_bit() -> None:
+    client, server = pair()
+    for _ in range(127):
+        client.rekey(0.0)
+    server_rx = server._rx
+    assert server_rx is not None
+    tx = client._tx
+    assert tx is not None
+    for expected_epoch in (127, 0, 1):  # 127, then 128 and 129 on the wire as 0 and 1
+        packet = client.seal(b"wrap", 0.0)
+        value = int.from_bytes(packet[:8], "big") ^ tx.hp.mask(packet[8:24])
+        assert value >> 56 == expected_epoch
+        client.rekey(0.0)
 
 
 # -- arbitrary input -------------------------------------------------------------------
@@ -411,6 +517,8 @@ def test_open_arbitrary_bytes_only_raises_typed_errors(data: bytes) -> None:
     before = receiver_state(_SERVER)
     with pytest.raises(RemoteCryptoError):
         _SERVER.open(data, 0.0)
+    with pytest.raises(RemoteCryptoError):
+        _SERVER.unseal(data, 0.0)
     assert receiver_state(_SERVER) == before
 
 

@@ -73,7 +73,7 @@ async def test_allocation_is_kept_alive_and_carries_both_ways(
     try:
         allocation = await client.allocate(lifetime=2)
         assert allocation.base == ("tcp-relay:" if tcp else "relay:") + str(allocation.relay_id)
-        allocation.on_data = lambda data, peer: got.put_nowait((data, peer))
+        allocation.on_data = lambda data, peer, _address: got.put_nowait((data, peer))
         await allocation.permit([bob.address])
         await asyncio.sleep(3)  # past the 2 s lifetime: refreshed on its own
         assert allocation.alive
@@ -88,6 +88,14 @@ async def test_allocation_is_kept_alive_and_carries_both_ways(
         assert (await asyncio.wait_for(bob.received.get(), 5))[0] == b"framed"
         bob.transport.sendto(b"back", allocation.relayed.as_tuple())
         assert await asyncio.wait_for(got.get(), 5) == (b"back", bob.address)
+        # a large datagram travels as a channel datagram both ways, outside the link
+        link = client.pc.core.link
+        before = (link.stats.datagrams_sent, link.stats.datagrams_received)
+        allocation.send_to(b"F" * 1000, bob.address.as_tuple())
+        assert await asyncio.wait_for(bob.received.get(), 5) == (b"F" * 1000, allocation.relayed)
+        bob.transport.sendto(b"B" * 1100, allocation.relayed.as_tuple())
+        assert await asyncio.wait_for(got.get(), 5) == (b"B" * 1100, bob.address)
+        assert (link.stats.datagrams_sent, link.stats.datagrams_received) == before
         await allocation.release()
         assert not allocation.alive and client.allocations == {}
         bob.transport.sendto(b"after", allocation.relayed.as_tuple())

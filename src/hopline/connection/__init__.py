@@ -14,6 +14,7 @@ from hopline.connection.core import (
     default_link_config,
 )
 from hopline.connection.events import (
+    ChannelDataReceived,
     Closed,
     ConnectionEvent,
     Established,
@@ -26,6 +27,7 @@ from hopline.connection.events import (
 from hopline.connection.handshake import FramingError, HandshakePayload, looks_like_init
 
 __all__ = [
+    "ChannelDataReceived",
     "Closed",
     "Connection",
     "ConnectionClosedError",

@@ -7,7 +7,10 @@
    until it completes; each side's certificate travels in its encrypted
    handshake payload and is checked against the pinned login-server key and
    what the caller expects (role, name, the static key Noise proved);
-2. sealed transport datagrams, each holding one link packet;
+2. sealed transport datagrams, each holding one link packet; and *channel
+   datagrams*, which carry a relayed datagram (already sealed end to end)
+   authenticated but not encrypted again, outside the link
+   (:meth:`Connection.send_channel`, docs/protocol.md "Relay");
 3. the link (:class:`~hopline.transport.Link`): fragmentation, the reliable
    channel for messages and the unreliable one for media;
 4. messages (:mod:`hopline.wire`), with requests matched to replies by
@@ -43,6 +46,7 @@ from enum import Enum
 
 from hopline.connection import handshake as hs
 from hopline.connection.events import (
+    ChannelDataReceived,
     Closed,
     ConnectionEvent,
     Established,
@@ -54,9 +58,9 @@ from hopline.connection.events import (
 )
 from hopline.crypto import CryptoError, SecureSession
 from hopline.crypto.noise import DHKeyPair
-from hopline.crypto.session import OVERHEAD, SessionConfig
+from hopline.crypto.session import CHANNEL_OVERHEAD, OVERHEAD, SessionConfig
 from hopline.identity import CertificateError, CertificateVerifier, Role
-from hopline.transport import Link, LinkConfig
+from hopline.transport import Link, LinkConfig, SendQueueFull
 from hopline.transport import link as link_events
 from hopline.wire import Kind, Message, WireError, decode, decode_record, encode, encode_record
 
@@ -65,6 +69,9 @@ MIN_DATAGRAM_SIZE = 1100
 """Smallest datagrams a connection may be told to build (:meth:`Connection.set_datagram_size`):
 a connection carried inside another one, as through a relay, leaves room for the carrier."""
 CLOSE_REFUSED = 0x52  # link close code: "your certificate was refused"
+CHANNEL_DATAGRAM_MIN = 512
+"""Relayed payloads this large travel as channel datagrams (two of them could not share
+one datagram anyway); smaller ones as link frames, which share sealed datagrams."""
 
 
 def default_link_config() -> LinkConfig:
@@ -157,6 +164,7 @@ class Connection:
         self._link = Link(self.config.link)
         self._events: deque[ConnectionEvent] = deque()
         self._out: list[bytes] = []
+        self._channel_bytes = 0  # channel datagrams in _out (bounded like the link's queue)
         self._pending: dict[int, float] = {}
         self._next_request_id = 1
         self._hs = _Handshake(
@@ -250,6 +258,36 @@ class Connection:
         self._check_open()
         self._link.send(data, now, reliable=False)
 
+    def send_channel(self, channel: int, payload: bytes, now: float) -> None:
+        """Send a relayed datagram on ``channel`` (a relay's channel-data frame).
+
+        A payload of :data:`CHANNEL_DATAGRAM_MIN` bytes or more leaves as one
+        channel datagram once established: authenticated but not encrypted
+        again, as it is sealed end to end already. Smaller payloads (voice)
+        go as frames on the unreliable channel, where the frames of one loop
+        turn share sealed datagrams; so do payloads sent before the handshake
+        ends or too large for one datagram. The peer gets a
+        :class:`ChannelDataReceived` for a channel datagram, a
+        :class:`MediaReceived` with the frame otherwise. Raises
+        :class:`~hopline.transport.SendQueueFull` when the unsent datagrams
+        reach the link's send-queue budget.
+        """
+        self._check_open()
+        if not 0 <= channel <= 0xFFFF:
+            raise ValueError(f"channel {channel} is not 16 bits")
+        size = CHANNEL_OVERHEAD + len(payload)
+        if (
+            self.state is not State.ESTABLISHED
+            or size > DATAGRAM_SIZE
+            or len(payload) < CHANNEL_DATAGRAM_MIN
+        ):
+            self._link.send(channel.to_bytes(2, "big") + payload, now, reliable=False)
+            return
+        if self._channel_bytes + size > self.config.link.max_send_queue_bytes:
+            raise SendQueueFull(f"{self._channel_bytes} bytes of channel datagrams unsent")
+        self._out.append(self._session.seal_channel(channel, payload, now))
+        self._channel_bytes += size
+
     def _check_open(self) -> None:
         if self.state is State.CLOSED:
             raise ConnectionClosedError(self.close_reason)
@@ -309,11 +347,14 @@ class Connection:
 
     def _open(self, data: bytes, now: float) -> bool:
         try:
-            plain = self._session.open(data, now)
+            channel, plain = self._session.unseal(data, now)
         except CryptoError as exc:
             if data != self._hs.last_received:
                 self.dropped[f"crypto:{exc.reason}"] += 1
             return False
+        if channel is not None:
+            self._events.append(ChannelDataReceived(channel, plain))
+            return True
         self._link.receive_datagram(plain, now)
         self._drain_link(now)
         return True
@@ -448,6 +489,7 @@ class Connection:
         if self.state is State.ESTABLISHED:
             self._flush_link(now)
         out, self._out = self._out, []
+        self._channel_bytes = 0
         return out
 
     def _flush_link(self, now: float) -> None:

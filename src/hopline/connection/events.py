@@ -65,6 +65,14 @@ class MediaReceived(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelDataReceived(ConnectionEvent):
+    """A channel datagram arrived: a relayed ``payload`` on relay ``channel``."""
+
+    channel: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Closed(ConnectionEvent):
     """The connection is over; ``reason`` says why (e.g. ``certificate:expired``)."""
 

@@ -143,6 +143,9 @@ class AEAD(Protocol):
         """Verify and decrypt; raises ``InvalidTag``."""
 
 
+_NONCE_PAD: Final = bytes(4)
+
+
 @dataclass(frozen=True, slots=True)
 class CipherFunction:
     """A Noise cipher: its name, nonce byte order, and AEAD constructor."""
@@ -153,7 +156,7 @@ class CipherFunction:
 
     def nonce(self, n: int) -> bytes:
         """The 96-bit AEAD nonce for counter ``n``: 4 zero bytes + 64-bit n."""
-        return b"\x00\x00\x00\x00" + n.to_bytes(8, self.byteorder)
+        return _NONCE_PAD + n.to_bytes(8, self.byteorder)
 
     def new(self, key: bytes) -> AEAD:
         """A keyed AEAD object (constructed once per key, reused per message)."""
@@ -344,12 +347,21 @@ class CipherState:
 
     def encrypt_with_nonce(self, nonce: int, ad: bytes, plaintext: bytes) -> bytes:
         """ENCRYPT(k, nonce, ad, plaintext) with an explicit nonce; ``n`` is untouched."""
-        return self._keyed().encrypt(self._nonce(nonce), plaintext, ad)
+        # once per datagram: the checks of _keyed() and _nonce() inline
+        aead = self._aead
+        if aead is None or not 0 <= nonce < MAX_NONCE:
+            return self._keyed().encrypt(self._nonce(nonce), plaintext, ad)  # raises
+        return aead.encrypt(_NONCE_PAD + nonce.to_bytes(8, self.cipher.byteorder), plaintext, ad)
 
     def decrypt_with_nonce(self, nonce: int, ad: bytes, ciphertext: bytes) -> bytes:
         """DECRYPT(k, nonce, ad, ciphertext) with an explicit nonce; ``n`` is untouched."""
+        aead = self._aead
+        if aead is None or not 0 <= nonce < MAX_NONCE:
+            aead, full = self._keyed(), self._nonce(nonce)  # raises
+        else:
+            full = _NONCE_PAD + nonce.to_bytes(8, self.cipher.byteorder)
         try:
-            return self._keyed().decrypt(self._nonce(nonce), ciphertext, ad)
+            return aead.decrypt(full, ciphertext, ad)
         except InvalidTag as exc:
             raise DecryptError("authentication failed", reason="auth_failed") from exc
 

@@ -206,6 +206,7 @@ class PathManager:
         self._hosts: list[Address] = []
         self._previous_handler: Handler | None = None
         self._previous_datagrams: Callable[[PeerConnection, bytes], None] | None = None
+        self._previous_channels: Callable[[PeerConnection, int, bytes], None] | None = None
         self._previous_raw: Callable[[bytes, Addr], bool] | None = None
         self._previous_accepted: Callable[[PeerConnection], None] | None = None
         self._started = False
@@ -229,6 +230,8 @@ class PathManager:
         self._previous_handler, endpoint.handler = endpoint.handler, self._on_message
         self._previous_datagrams = endpoint.datagram_handler
         endpoint.datagram_handler = self._on_datagram
+        self._previous_channels = endpoint.channel_handler
+        endpoint.channel_handler = self._on_channel_data
         self._previous_raw, endpoint.raw_handler = endpoint.raw_handler, self._on_raw
         self._previous_accepted, endpoint.on_accept = endpoint.on_accept, self._on_accepted
         self.session.home_listeners.append(self._home_changed)
@@ -317,6 +320,8 @@ class PathManager:
             endpoint.handler = self._previous_handler
         if endpoint.datagram_handler == self._on_datagram:
             endpoint.datagram_handler = self._previous_datagrams
+        if endpoint.channel_handler == self._on_channel_data:
+            endpoint.channel_handler = self._previous_channels
         if endpoint.raw_handler == self._on_raw:
             endpoint.raw_handler = self._previous_raw
         if endpoint.on_accept == self._on_accepted:
@@ -563,17 +568,26 @@ class PathManager:
         else:
             self.endpoint.queue(pc.media, data, "media-overflow")
 
+    def _on_channel_data(self, pc: PeerConnection, channel: int, payload: bytes) -> None:
+        relay = self._relay
+        if relay is not None and pc is relay.pc:
+            relay.handle_channel(channel, payload)
+        elif self._previous_channels is not None:
+            self._previous_channels(pc, channel, payload)
+        else:
+            self._on_datagram(pc, channel.to_bytes(2, "big") + payload)
+
     def _on_raw(self, data: bytes, address: Addr) -> bool:
         if is_stun(data) and self._offer_check(data, UDP_BASE, Address.of(*address)):
             return True
         return self._previous_raw is not None and self._previous_raw(data, address)
 
-    def _on_relay_data(self, base: str, data: bytes, peer: Address) -> None:
+    def _on_relay_data(self, base: str, data: bytes, peer: Address, address: Addr) -> None:
         if is_stun(data):
             if not self._offer_check(data, base, peer):
                 self.dropped["check:unmatched"] += 1
             return
-        if not self.endpoint.base_received(base, data, peer.as_tuple()):
+        if not self.endpoint.base_received(base, data, address):
             self.dropped["relay:unknown-peer"] += 1
 
     def _offer_check(self, data: bytes, base: str, source: Address) -> bool:
@@ -1041,10 +1055,10 @@ class PathManager:
             log.info("no relay allocation: %s", exc)
             return None
         base = allocation.base
-        allocation.on_data = lambda data, peer: self._on_relay_data(base, data, peer)
-        self.endpoint.add_base(
-            base, lambda data, address: allocation.send(data, Address.of(*address))
+        allocation.on_data = lambda data, peer, address: self._on_relay_data(
+            base, data, peer, address
         )
+        self.endpoint.add_base(base, allocation.send_to)
         allocation.released.add_done_callback(lambda _: self.endpoint.remove_base(base))
         return allocation
 

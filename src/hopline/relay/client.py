@@ -9,12 +9,19 @@ A :class:`RelayClient` wraps the secure connection to the home supernode
   permissions and channel bindings before they lapse (300 s and 600 s on
   the supernode);
 * :meth:`RelayAllocationHandle.send` sends one datagram to a peer through
-  the relayed port, as a channel-data frame once a channel is bound to the
-  peer, as a ``relay.send`` notice before that;
+  the relayed port: once a channel is bound to the peer, on that channel
+  (:meth:`Connection.send_channel <hopline.connection.Connection.send_channel>`:
+  a large datagram as a channel datagram, authenticated but not encrypted a
+  second time; a small one as a channel-data frame that shares a sealed
+  datagram with the turn's other frames), as a ``relay.send`` notice before
+  that;
 * the owner of the home connection passes every unreliable-channel
-  datagram to :meth:`RelayClient.handle_datagram` and every notice to
+  datagram to :meth:`RelayClient.handle_datagram`, every channel datagram
+  to :meth:`RelayClient.handle_channel` and every notice to
   :meth:`RelayClient.handle_message`; ``relay.data`` and channel frames go
-  to the allocation's ``on_data(data, peer)``, ``relay.released`` ends it.
+  to the allocation's ``on_data(data, peer, address)`` (the peer as an
+  :class:`~hopline.wire.Address` and as the socket pair ``address``),
+  ``relay.released`` ends it.
 
 Sending is batched: :meth:`RelayAllocationHandle.send` only queues the
 frame on the home connection's core, and the connection is serviced once
@@ -40,7 +47,7 @@ from collections.abc import Callable
 
 from hopline.connection import ConnectionClosedError
 from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
-from hopline.relay.framing import FrameError, channel_frame, is_channel_frame, parse_channel_frame
+from hopline.relay.framing import FrameError, is_channel_frame, parse_channel_frame
 from hopline.runtime.peer import EndpointError, PeerConnection
 from hopline.transport import TransportError
 from hopline.wire import Address, Message, WireError, decode, encode
@@ -61,7 +68,8 @@ log = logging.getLogger("hopline.relay.client")
 MAX_PEERS = 32  # permissions and channels per allocation (the supernode's limit)
 PERMIT_EVERY_S = 120.0  # permissions last 300 s on the supernode
 BIND_EVERY_S = 300.0  # channel bindings last 600 s
-DataCallback = Callable[[bytes, Address], None]
+Addr = tuple[str, int]
+DataCallback = Callable[[bytes, Address, Addr], None]
 
 
 class RelayClientError(EndpointError):
@@ -81,6 +89,8 @@ class RelayAllocationHandle:
         self.released: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.permitted: dict[str, Address] = {}  # by IP: ports are not checked
         self.channels: dict[Address, int] = {}
+        self.bound: dict[int, tuple[Address, Addr]] = {}  # channel -> its peer, both forms
+        self._channel_of: dict[Addr, int] = {}  # the peer's socket pair -> channel
         self.sent = self.received = 0
         self._task = asyncio.get_running_loop().create_task(self._keep_alive())
 
@@ -112,6 +122,8 @@ class RelayAllocationHandle:
         channel = self.client.new_channel(self)
         await self.client.request(RelayChannel(relay_id=self.relay_id, channel=channel, peer=peer))
         self.channels[peer] = channel
+        self.bound[channel] = (peer, peer.as_tuple())
+        self._channel_of[peer.as_tuple()] = channel
         self.permitted[str(peer.host)] = peer
         return channel
 
@@ -121,20 +133,27 @@ class RelayAllocationHandle:
             self.client.dropped["send:released"] += 1
             return
         channel = self.channels.get(peer)
-        if channel is not None:
-            frame = channel_frame(channel, data)
-        else:
-            frame = encode(RelaySend(relay_id=self.relay_id, peer=peer, data=data))
-        if self.client.queue_media(frame):
+        if channel is None:
+            data = encode(RelaySend(relay_id=self.relay_id, peer=peer, data=data))
+        if self.client.queue(data, channel):
             self.sent += 1
 
-    def deliver(self, data: bytes, peer: Address) -> None:
-        """A datagram from ``peer`` arrived on the relayed port."""
+    def send_to(self, data: bytes, address: Addr) -> None:
+        """:meth:`send` to the peer at socket pair ``address`` (a bound channel is
+        found without building an :class:`~hopline.wire.Address`)."""
+        channel = self._channel_of.get(address)
+        if channel is None or not self.alive:
+            self.send(data, Address.of(*address))
+        elif self.client.queue(data, channel):
+            self.sent += 1
+
+    def deliver(self, data: bytes, peer: Address, address: Addr | None = None) -> None:
+        """A datagram from ``peer`` (socket pair ``address``) arrived on the relayed port."""
         self.received += 1
         if self.on_data is None:
             self.client.dropped["data:no-handler"] += 1
             return
-        self.on_data(data, peer)
+        self.on_data(data, peer, address if address is not None else peer.as_tuple())
 
     async def release(self) -> None:
         """Delete the allocation on the supernode (best effort) and stop refreshing."""
@@ -189,11 +208,15 @@ class RelayClient:
         self._next_channel = CHANNEL_MIN
         self._flush_pending = False
 
-    def queue_media(self, frame: bytes) -> bool:
-        """Queue ``frame`` on the home's unreliable channel, sent at the end of this loop
-        turn with the rest of the turn's frames; False (counted) if it cannot be."""
+    def queue(self, data: bytes, channel: int | None = None) -> bool:
+        """Queue ``data`` for the home: a channel datagram on ``channel``, or (no
+        channel) a message on the unreliable channel. Sent at the end of this loop
+        turn with the rest of the turn's; False (counted) if it cannot be."""
         try:
-            self.pc.core.send_media(frame, time.time())
+            if channel is None:
+                self.pc.core.send_media(data, time.time())
+            else:
+                self.pc.core.send_channel(channel, data, time.time())
         except ConnectionClosedError:
             self.dropped["send:closed"] += 1
             return False
@@ -262,15 +285,17 @@ class RelayClient:
         except FrameError as exc:
             self.dropped[exc.reason] += 1
             return True
-        handle = self._channels.get(channel)
-        peer = None
-        if handle is not None:
-            peer = next((p for p, c in handle.channels.items() if c == channel), None)
-        if handle is None or peer is None:
-            self.dropped["channel:unknown"] += 1
-            return True
-        handle.deliver(payload, peer)
+        self.handle_channel(channel, payload)
         return True
+
+    def handle_channel(self, channel: int, payload: bytes) -> None:
+        """A datagram from the home on ``channel`` (a channel datagram or frame)."""
+        handle = self._channels.get(channel)
+        bound = handle.bound.get(channel) if handle is not None else None
+        if handle is None or bound is None:
+            self.dropped["channel:unknown"] += 1
+            return
+        handle.deliver(payload, *bound)
 
     def handle_message(self, message: Message) -> bool:
         """A notice from the home: True if it was ``relay.released``."""

@@ -17,15 +17,19 @@ byte is ``0x10-0x13`` (version 1). The unreliable channel delimits
 datagrams, so no length field is needed. :func:`parse_channel_frame`
 raises only :class:`FrameError`.
 
-A peer connection that runs through a relay builds its datagrams no larger
-than :data:`RELAYED_DATAGRAM_SIZE`: with the channel header, each then fits
-one fragment of the owner's connection to its supernode, so a relayed
-datagram costs one sealed datagram on each hop instead of two.
+Between the owner and its supernode, a datagram on a bound channel travels
+as a *channel datagram* of the owner's connection
+(:meth:`hopline.connection.Connection.send_channel`): authenticated but not
+encrypted again, outside the link, and handed to the other end as this same
+frame. A peer connection that runs through a relay builds its datagrams no
+larger than :data:`RELAYED_DATAGRAM_SIZE`, so that each one is a single
+channel datagram of at most 1,200 bytes.
 """
 
 from __future__ import annotations
 
-from hopline.connection.core import default_link_config
+from hopline.connection.core import DATAGRAM_SIZE
+from hopline.crypto.session import CHANNEL_OVERHEAD
 from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
 
 __all__ = [
@@ -37,8 +41,8 @@ __all__ = [
 ]
 
 HEADER_SIZE = 2
-RELAYED_DATAGRAM_SIZE = default_link_config().max_fragment_payload - HEADER_SIZE
-"""Largest datagram a relayed peer connection builds: channel frame = one carrier fragment."""
+RELAYED_DATAGRAM_SIZE = DATAGRAM_SIZE - CHANNEL_OVERHEAD
+"""Largest datagram a relayed peer connection builds: one channel datagram of 1,200 bytes."""
 
 
 class FrameError(ValueError):

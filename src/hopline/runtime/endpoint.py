@@ -114,6 +114,8 @@ class Endpoint:
         self.max_handshakes = max_handshakes
         self.forwarding = forwarding
         self.datagram_handler = datagram_handler
+        # channel datagrams (relay traffic); without one they go on as channel-data frames
+        self.channel_handler: Callable[[PeerConnection, int, bytes], None] | None = None
         # datagrams that are neither a connection's nor an init (STUN): True = taken
         self.raw_handler: Callable[[bytes, Addr], bool] | None = None
         self.on_accept: Callable[[PeerConnection], None] | None = None  # a peer's new connection
@@ -467,6 +469,13 @@ class Endpoint:
             self.datagram_handler(pc, data)
         else:
             self.queue(pc.media, data, "media-overflow")
+
+    def on_channel_data(self, pc: PeerConnection, channel: int, payload: bytes) -> None:
+        """A channel datagram: to the channel handler, else on as a channel-data frame."""
+        if self.channel_handler is not None:
+            self.channel_handler(pc, channel, payload)
+        else:
+            self.on_datagram(pc, channel.to_bytes(2, "big") + payload)
 
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""

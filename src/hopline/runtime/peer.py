@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hopline.connection import (
+    ChannelDataReceived,
     Closed,
     Connection,
     ConnectionClosedError,
@@ -48,6 +49,9 @@ class Owner(Protocol):
 
     def on_datagram(self, pc: PeerConnection, data: bytes) -> None:
         """A datagram arrived on the unreliable channel."""
+
+    def on_channel_data(self, pc: PeerConnection, channel: int, payload: bytes) -> None:
+        """A channel datagram arrived (relay traffic, docs/protocol.md "Relay")."""
 
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""
@@ -175,7 +179,11 @@ class PeerConnection:
         self.service()
 
     def _dispatch(self, event: object) -> None:
-        if isinstance(event, Established) and not self.established.done():
+        if isinstance(event, ChannelDataReceived):  # the most frequent first
+            self.endpoint.on_channel_data(self, event.channel, event.payload)
+        elif isinstance(event, MediaReceived):
+            self.endpoint.on_datagram(self, event.data)
+        elif isinstance(event, Established) and not self.established.done():
             self.established.set_result(event.peer)
         elif isinstance(event, MessageReceived):
             self.endpoint.on_message(self, event.message)
@@ -185,8 +193,6 @@ class PeerConnection:
                 waiter.set_result(event.message)
         elif isinstance(event, RequestFailed):
             self._fail(event.request_id, event.reason)
-        elif isinstance(event, MediaReceived):
-            self.endpoint.on_datagram(self, event.data)
         elif isinstance(event, Closed):
             self._on_closed(event.reason)
 

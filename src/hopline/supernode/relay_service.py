@@ -6,13 +6,18 @@ port*) and answers with its address. From then on:
 
 * a datagram arriving on the relayed port is shown to the table; if the
   sender's IP holds a permission and the quotas allow, it goes to the owner
-  on the *unreliable* channel of the owner's secure connection, as a
-  channel-data frame when the owner bound a channel to that peer, else as a
-  ``relay.data`` notice. Anything else is dropped and counted; the relayed
-  port never answers a sender (no amplification);
-* the owner sends with ``relay.send`` notices or channel-data frames on the
-  same unreliable channel; the table checks the permission and quotas and the
-  datagram leaves from the relayed port.
+  over the owner's secure connection: on the channel the owner bound to
+  that peer (:meth:`Connection.send_channel
+  <hopline.connection.Connection.send_channel>`: a large datagram as a
+  *channel datagram*, authenticated but not encrypted again, as it is
+  sealed end to end already; a small one as a channel-data frame on the
+  unreliable channel), else as a ``relay.data`` notice on the unreliable
+  channel. Anything else is dropped and counted; the relayed port never
+  answers a sender (no amplification);
+* the owner sends the same ways (channel datagrams, frames, ``relay.send``
+  notices); the connection hands each over as an unreliable-channel
+  datagram (a channel datagram as a channel-data frame); the table checks
+  the permission and quotas and the datagram leaves from the relayed port.
 
 The owner's connection may be UDP or TCP (a client whose UDP is blocked
 reaches the relay over TCP). When that connection closes, its allocations
@@ -26,10 +31,12 @@ way per stream), so it does as little per datagram as it can: a sender's
 address is parsed once (a bounded cache), and a frame for the owner is only
 queued on the owner's connection core; the connection is serviced once per
 event-loop turn for everything that turn queued. That pays the connection's
-per-send work (sealing, building datagrams, re-arming its timer) once per
+per-send work (handing datagrams to the socket, re-arming its timer) once per
 burst instead of once per datagram, and lets the link bundle the burst's
-frames into fewer encrypted datagrams. A frame waits for the end of the
-current loop turn at most, never for a timer.
+small frames into fewer sealed datagrams; a large one is a channel
+datagram, one AEAD call over two encrypted bytes and the payload's MAC,
+outside the link. A frame waits for the end of the current loop turn at
+most, never for a timer.
 
 Relayed ports bind to the host the supernode listens on and are advertised
 with the host of ``--public-address`` when given. Peers on loopback are
@@ -56,7 +63,6 @@ from hopline.relay import (
     RelayTable,
     Released,
     Transmit,
-    channel_frame,
     is_channel_frame,
     parse_channel_frame,
 )
@@ -135,6 +141,7 @@ class RelayService:
         self._timer = CoreTimer(self._on_timer)
         self._previous: DatagramHandler | None = endpoint.datagram_handler
         endpoint.datagram_handler = self.on_datagram
+        endpoint.channel_handler = self.on_channel_data
 
     # ------------------------------------------------------------ requests
 
@@ -272,6 +279,10 @@ class RelayService:
         except FrameError as exc:
             self.dropped[exc.reason] += 1
             return
+        self.on_channel_data(pc, channel, payload)
+
+    def on_channel_data(self, pc: PeerConnection, channel: int, payload: bytes) -> None:
+        """An owner's datagram on ``channel`` (a channel datagram or frame): to its peer."""
         owner = _owner_or_none(pc)
         if owner is None:
             self.dropped["anonymous"] += 1
@@ -301,11 +312,9 @@ class RelayService:
         decision = self.table.from_peer(relay_id, source, len(data), now)
         if not isinstance(decision, Deliver):
             return  # counted by the table; nothing goes back to the sender
-        if decision.channel is not None:
-            frame = channel_frame(decision.channel, data)
-        else:
-            frame = encode(RelayData(relay_id=relay_id, peer=source, data=data))
-        self._to_owner(relay_id, frame, now)
+        if decision.channel is None:
+            data = encode(RelayData(relay_id=relay_id, peer=source, data=data))
+        self._to_owner(relay_id, data, now, decision.channel)
 
     def _source(self, addr: tuple[str, int]) -> Address:
         """The :class:`Address` of a sender, parsed once per sender (bounded cache)."""
@@ -316,14 +325,18 @@ class RelayService:
             source = self._sources[addr] = Address.of(*addr)  # ValueError: not an address
         return source
 
-    def _to_owner(self, relay_id: int, frame: bytes, now: float) -> None:
-        """Queue ``frame`` on the owner's unreliable channel; one flush per loop turn."""
+    def _to_owner(self, relay_id: int, data: bytes, now: float, channel: int | None = None) -> None:
+        """Queue ``data`` for the owner, as a channel datagram on ``channel`` or as a
+        ``relay.data`` notice on the unreliable channel; one flush per loop turn."""
         pc = self.owners.get(relay_id)
         if pc is None:
             self.dropped["owner-gone"] += 1
             return
         try:
-            pc.core.send_media(frame, now)
+            if channel is None:
+                pc.core.send_media(data, now)
+            else:
+                pc.core.send_channel(channel, data, now)
         except ConnectionClosedError:
             self.dropped["owner-gone"] += 1
             return
