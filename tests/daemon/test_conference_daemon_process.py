@@ -101,6 +101,9 @@ def test_four_talk_in_turn_and_each_hears_the_others(
     four: Net, procs: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
     records = {name: tmp_path / f"{name}-heard.wav" for name in PEOPLE}
+    # the host's NAT check, finished before the conference starts (a later one, after
+    # a re-home, may measure another figure: either is the one the election saw)
+    uploads = {asyncio.run(_measured_upload(four.workdir / "alice"))}
     for name, slot in MEMBER_SLOTS.items():  # they leave first: the host stays alice
         play = wav(tmp_path / f"{name}.wav", tone(TONES[name], 9.5, slot))
         procs.append(answer(four, name, play, records[name], MEMBER_SECONDS))
@@ -112,8 +115,9 @@ def test_four_talk_in_turn_and_each_hears_the_others(
     procs.append(alice)
     during = wait_full(four, "alice", 4)
     assert during["host"] == "alice" and during["role"] == "host" and during["why_host"]
-    upload = asyncio.run(_measured_upload(four.workdir / "alice"))  # the host's NAT check
-    assert f"upload {upload / 1e6:.2f} Mbit/s" in " ".join(during["why_host"]), during
+    uploads.add(asyncio.run(_measured_upload(four.workdir / "alice")))
+    why = " ".join(during["why_host"])
+    assert any(f"upload {upload / 1e6:.2f} Mbit/s" in why for upload in uploads), (uploads, why)
     assert set(during["members"]) == set(PEOPLE)
     assert {"bob", "carol", "dave"} <= set(during["participants"])
     assert all("loss" in during["participants"][m] for m in ("bob", "carol", "dave"))

@@ -191,7 +191,7 @@ async def test_a_100_mb_file_arrives_intact_over_a_direct_path(
 async def test_a_file_arrives_intact_over_a_forced_relay(
     relayed_pair: tuple[Device, Device], tmp_path: Path
 ) -> None:
-    # through a supernode's relay on this loopback 100 MB takes 15-40 s (benchmarks/files.py
+    # through a supernode's relay on this loopback 100 MB takes 4-10 s (benchmarks/files.py
     # --loopback); the generous timeout is for a machine busy with other work
     alice, bob = relayed_pair
     size = 100 * MB

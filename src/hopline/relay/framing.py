@@ -17,11 +17,11 @@ byte is ``0x10-0x13`` (version 1). The unreliable channel delimits
 datagrams, so no length field is needed. :func:`parse_channel_frame`
 raises only :class:`FrameError`.
 
-Between the owner and its supernode, a datagram on a bound channel travels
-as a *channel datagram* of the owner's connection
+Between the owner and its supernode, a large datagram on a bound channel
+travels as a *channel datagram* of the owner's connection
 (:meth:`hopline.connection.Connection.send_channel`): authenticated but not
-encrypted again, outside the link, and handed to the other end as this same
-frame. A peer connection that runs through a relay builds its datagrams no
+encrypted again, outside the link, and handed to the other end as the same
+channel number and payload. A peer connection that runs through a relay builds its datagrams no
 larger than :data:`RELAYED_DATAGRAM_SIZE`, so that each one is a single
 channel datagram of at most 1,200 bytes.
 """

@@ -14,10 +14,11 @@ port*) and answers with its address. From then on:
   unreliable channel), else as a ``relay.data`` notice on the unreliable
   channel. Anything else is dropped and counted; the relayed port never
   answers a sender (no amplification);
-* the owner sends the same ways (channel datagrams, frames, ``relay.send``
-  notices); the connection hands each over as an unreliable-channel
-  datagram (a channel datagram as a channel-data frame); the table checks
-  the permission and quotas and the datagram leaves from the relayed port.
+* the owner sends the same ways: channel datagrams reach
+  :meth:`RelayService.on_channel_data` (the endpoint's channel handler),
+  frames and ``relay.send`` notices :meth:`RelayService.on_datagram`; the
+  table checks the permission and quotas and the datagram leaves from the
+  relayed port.
 
 The owner's connection may be UDP or TCP (a client whose UDP is blocked
 reaches the relay over TCP). When that connection closes, its allocations
