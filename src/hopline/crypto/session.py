@@ -66,6 +66,10 @@ Each packet carries an explicit counter::
 So after the handshake there is no fixed plaintext byte: the header is masked
 with a pseudo-random function of the ciphertext and the rest is ciphertext.
 
+Receiving: unmask, check the replay window (cheap), pick the key for the
+epoch, authenticate, and only then record the counter and follow a rekey.
+A packet that fails any step raises a typed error and changes nothing.
+
 Channel datagrams
 -----------------
 A relay's owner and its supernode pass datagrams that are already sealed end
@@ -83,13 +87,8 @@ associated data, under the same keys, counters, replay window and epochs as
 sealed datagrams (the counter space is shared, so no nonce is ever used
 twice). The sample for the header mask is again the 16 bytes after the
 header. A channel datagram is thus as authenticated and replay-protected as
-a sealed one, and costs one AEAD call over 18 bytes plus the MAC over the
-payload instead of encrypting the payload a second time.
-
-
-Receiving: unmask, check the replay window (cheap), pick the key for the
-epoch, authenticate, and only then record the counter and follow a rekey.
-A packet that fails any step raises a typed error and changes nothing.
+a sealed one, and costs one AEAD call that encrypts two bytes and MACs the
+payload, instead of encrypting the payload a second time.
 
 Rekeying
 --------
