@@ -55,7 +55,7 @@ import aioice.ice
 import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
@@ -334,3 +334,23 @@ def media_cpu(speech: np.ndarray, seconds: float) -> float:
                     if isinstance(out, AudioFrame):
                         _mono(out)
     return time.process_time() - start
+
+
+def codec_alone(pcm: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """``pcm`` through aiortc's Opus encoder and decoder alone, no network.
+
+    Returns what the decoder gives back (the first channel, as a listener's
+    track is read here) and the size of every Opus packet, so the benchmark
+    can put aiortc's codec beside Hopline's settings at the bitrate each
+    really spends.
+    """
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+    out, sizes = [], []
+    for index in range(math.ceil(pcm.size / FRAME)):
+        payloads, timestamp = encoder.encode(speech_frame(pcm, index))
+        for payload in payloads:
+            sizes.append(len(payload))
+            for frame in decoder.decode(JitterFrame(data=payload, timestamp=timestamp)):
+                if isinstance(frame, AudioFrame):
+                    out.append(_mono(frame))
+    return np.concatenate(out), sizes

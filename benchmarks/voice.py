@@ -43,6 +43,13 @@ not what differs. For the work the Hopline figure covers, aiortc's media
 parts alone (its Opus encoder and decoder, RTP packets and jitter buffer)
 are also timed on a simulated clock. ``--no-aiortc`` skips aiortc.
 
+**Codecs alone**: the speech through one Opus encoder and decoder with no
+network, at the top of Hopline's range (64 kbit/s mono) with Hopline's
+settings and three others (no signal hint, unconstrained VBR, audio cut at
+8 kHz), and through aiortc's own encoder. Each row gives PESQ-WB and the
+bitrate the packets really used, which is what the clean condition's scores
+come down to.
+
 Scores: wideband PESQ (``hopline.media.score.pesq_wb``, aligned) of what
 each party heard against the speech sent, averaged over both directions.
 Mouth-to-ear delay at the clean condition is the lag
@@ -75,6 +82,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import print_table, write_json
+from hopline.media.opus import OpusDecoder, OpusEncoder
 from hopline.media.report import is_report
 from hopline.media.score import delay_ms, pesq_wb
 from hopline.media.stream import VoiceConfig, VoiceStream
@@ -121,6 +129,15 @@ CONDITIONS = (
     Condition("jitter 30 ms", jitter_ms=30.0),
     Condition("jitter 80 ms", jitter_ms=80.0),
 )
+
+
+CODEC_SETTINGS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("voice hint, constrained VBR (Hopline's calls)", {"signal": "voice"}),
+    ("no hint (CELT), constrained VBR", {}),
+    ("no hint (CELT), unconstrained VBR", {"vbr": "unconstrained"}),
+    ("voice hint, cut at 8 kHz (wideband)", {"signal": "voice", "max_bandwidth": "wide"}),
+)
+"""Opus settings tried on the codec alone at the top of Hopline's range (64 kbit/s mono)."""
 
 
 @dataclass
@@ -277,6 +294,53 @@ def aiortc_call(speech: np.ndarray, condition: Condition, seed: int, seconds: fl
             "wall_seconds": result.wall_seconds,
         },
     )
+
+
+# ---------------------------------------------------------------- the codecs alone
+
+
+def codec_alone(speech: np.ndarray, with_aiortc: bool) -> list[dict[str, Any]]:
+    """Each of :data:`CODEC_SETTINGS`, and aiortc's own encoder, with no network.
+
+    The speech (and a second of silence, so the codec's delay does not cut
+    its end off) goes through one encoder and one decoder. Each row has the
+    PESQ-WB of what came out and the bitrate the packets really used over
+    the speech, which is what the clean condition's scores come down to.
+    """
+    frames = math.ceil((speech.size + TAIL_SECONDS * RATE) / FRAME)
+    padded = np.zeros(frames * FRAME, dtype=np.int16)
+    padded[: speech.size] = speech
+    config = VoiceConfig()
+    rows = []
+    for name, settings in CODEC_SETTINGS:
+        encoder = OpusEncoder(
+            RATE, 1, config.max_bitrate, fec=False, complexity=config.complexity, **settings
+        )
+        decoder = OpusDecoder(RATE, 1)
+        packets = [encoder.encode(padded[i : i + FRAME]) for i in range(0, padded.size, FRAME)]
+        heard = np.concatenate([decoder.decode(packet) for packet in packets])
+        label = f"Hopline, {config.max_bitrate // 1000} kbit/s mono, {name}"
+        rows.append(_codec_row(label, speech, heard, [len(p) for p in packets]))
+    if with_aiortc:
+        from _aiortc_call import codec_alone as aiortc_codec  # noqa: PLC0415 -- optional
+
+        heard, sizes = aiortc_codec(padded)
+        label = "aiortc (PyAV), 96 kbit/s stereo, unconstrained VBR"
+        rows.append(_codec_row(label, speech, heard, sizes))
+    print_table(
+        "Codecs alone (no network), PESQ-WB and the bitrate really sent",
+        ["encoder and settings", "kbit/s", "PESQ-WB"],
+        [[row["name"], f"{row['kbit_s']:.0f}", fmt(row["mos"])] for row in rows],
+    )
+    return rows
+
+
+def _codec_row(
+    name: str, speech: np.ndarray, heard: np.ndarray, sizes: list[int]
+) -> dict[str, Any]:
+    spoken = math.ceil(speech.size / FRAME)  # packets that carry the speech
+    kbit_s = sum(sizes[:spoken]) * 8 / (spoken * PTIME) / 1000
+    return {"name": name, "kbit_s": kbit_s, "mos": pesq_wb(speech, heard, RATE)}
 
 
 # ---------------------------------------------------------------- scoring and report
@@ -496,7 +560,14 @@ def main() -> None:
     media_only = None if args.no_aiortc else aiortc_media_cpu(speech, seconds)
     real_call, _ = hopline_call_cpu(speech, seconds)
     summary = report(rows, media_only, real_call)
-    result = {"speech_seconds": speech_s, "aiortc_tries": tries, "rows": rows, **summary}
+    codecs = codec_alone(speech, with_aiortc=not args.no_aiortc)
+    result = {
+        "speech_seconds": speech_s,
+        "aiortc_tries": tries,
+        "rows": rows,
+        "codecs_alone": codecs,
+        **summary,
+    }
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=float) + "\n", encoding="utf-8")
         print(f"\nwrote {args.json}")

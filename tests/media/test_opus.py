@@ -191,6 +191,36 @@ def test_signal_hint_keeps_speech_out_of_celt_at_64k() -> None:
         told.set_signal("speech")
 
 
+def test_vbr_modes() -> None:
+    encoder = OpusEncoder(bitrate=32000)
+    assert encoder.vbr == "constrained"
+    signal = speech_like()
+    for mode in ("cbr", "unconstrained", "constrained"):
+        encoder.set_vbr(mode)
+        assert encoder.vbr == mode
+    cbr = encode_all(OpusEncoder(bitrate=32000, vbr="cbr"), signal)
+    assert {len(p) for p in cbr[2:]} == {80}  # 20 ms at 32 kbit/s
+    vbr = encode_all(OpusEncoder(bitrate=32000, vbr="unconstrained"), signal)
+    assert len({len(p) for p in vbr[2:]}) > 1
+    with pytest.raises(ValueError, match="vbr"):
+        encoder.set_vbr("average")
+
+
+def test_max_bandwidth_limits_the_coded_band() -> None:
+    def configs(packets: list[bytes]) -> set[int]:
+        return {packet[0] >> 3 for packet in packets[5:]}  # TOC configuration numbers
+
+    signal = speech_like()
+    full = OpusEncoder(bitrate=64000, signal="voice")
+    assert full.max_bandwidth == "full"
+    assert max(configs(encode_all(full, signal))) in (14, 15)  # hybrid, full band
+    wide = OpusEncoder(bitrate=64000, signal="voice", max_bandwidth="wide")
+    assert wide.max_bandwidth == "wide"
+    assert configs(encode_all(wide, signal)) <= set(range(8, 12))  # SILK wideband only
+    with pytest.raises(ValueError, match="max_bandwidth"):
+        wide.set_max_bandwidth("ultra")
+
+
 def test_bitrate_changes_packet_sizes() -> None:
     signal = chirp()
     low = encode_all(OpusEncoder(bitrate=12000), signal)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hopline.connection import channel_data_frame
 from hopline.relay import (
     CHANNEL_MAX,
     CHANNEL_MIN,
@@ -27,6 +28,8 @@ def test_channel_frames_round_trip(channel: int, payload: bytes) -> None:
     assert len(frame) == len(payload) + 2
     assert is_channel_frame(frame)
     assert parse_channel_frame(frame) == (channel, payload)
+    # the connection layer's fallbacks build the same bytes
+    assert channel_data_frame(channel, payload) == frame
 
 
 @given(st.binary(max_size=64))

@@ -23,6 +23,7 @@ from hopline.connection.events import (
     PeerIdentity,
     ReplyReceived,
     RequestFailed,
+    channel_data_frame,
 )
 from hopline.connection.handshake import FramingError, HandshakePayload, looks_like_init
 
@@ -43,6 +44,7 @@ __all__ = [
     "ReplyReceived",
     "RequestFailed",
     "State",
+    "channel_data_frame",
     "default_link_config",
     "looks_like_init",
 ]

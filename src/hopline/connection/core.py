@@ -55,6 +55,7 @@ from hopline.connection.events import (
     PeerIdentity,
     ReplyReceived,
     RequestFailed,
+    channel_data_frame,
 )
 from hopline.crypto import CryptoError, SecureSession
 from hopline.crypto.noise import DHKeyPair
@@ -281,7 +282,7 @@ class Connection:
             or size > DATAGRAM_SIZE
             or len(payload) < CHANNEL_DATAGRAM_MIN
         ):
-            self._link.send(channel.to_bytes(2, "big") + payload, now, reliable=False)
+            self._link.send(channel_data_frame(channel, payload), now, reliable=False)
             return
         if self._channel_bytes + size > self.config.link.max_send_queue_bytes:
             raise SendQueueFull(f"{self._channel_bytes} bytes of channel datagrams unsent")

@@ -72,6 +72,16 @@ class ChannelDataReceived(ConnectionEvent):
     payload: bytes
 
 
+def channel_data_frame(channel: int, payload: bytes) -> bytes:
+    """The channel-data frame for ``payload`` on ``channel``: 2 big-endian bytes, then the payload.
+
+    This is how channel data travels inside the link when it cannot go as a
+    channel datagram (before the handshake ends, or too large for one), and
+    how a receiver with no channel handler passes a channel datagram on.
+    """
+    return channel.to_bytes(2, "big") + payload
+
+
 @dataclass(frozen=True, slots=True)
 class Closed(ConnectionEvent):
     """The connection is over; ``reason`` says why (e.g. ``certificate:expired``)."""

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from hopline.connection import Expectation
+from hopline.connection import Expectation, channel_data_frame
 from hopline.identity import CertificateError, Role
 from hopline.nat.discovery import NatReport
 from hopline.nat.stun import is_stun
@@ -575,7 +575,7 @@ class PathManager:
         elif self._previous_channels is not None:
             self._previous_channels(pc, channel, payload)
         else:
-            self._on_datagram(pc, channel.to_bytes(2, "big") + payload)
+            self._on_datagram(pc, channel_data_frame(channel, payload))
 
     def _on_raw(self, data: bytes, address: Addr) -> bool:
         if is_stun(data) and self._offer_check(data, UDP_BASE, Address.of(*address)):

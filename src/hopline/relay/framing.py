@@ -29,6 +29,7 @@ channel datagram of at most 1,200 bytes.
 from __future__ import annotations
 
 from hopline.connection.core import DATAGRAM_SIZE
+from hopline.connection.events import channel_data_frame
 from hopline.crypto.session import CHANNEL_OVERHEAD
 from hopline.relay.allocation import CHANNEL_MAX, CHANNEL_MIN
 
@@ -62,7 +63,7 @@ def channel_frame(channel: int, payload: bytes) -> bytes:
     """The frame carrying ``payload`` on ``channel``."""
     if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
         raise ValueError(f"channel {channel:#x} outside 0x4000-0x7FFF")
-    return channel.to_bytes(HEADER_SIZE, "big") + payload
+    return channel_data_frame(channel, payload)
 
 
 def parse_channel_frame(data: bytes) -> tuple[int, bytes]:

@@ -40,7 +40,13 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from hopline.connection import Connection, ConnectionClosedError, ConnectionConfig, Expectation
+from hopline.connection import (
+    Connection,
+    ConnectionClosedError,
+    ConnectionConfig,
+    Expectation,
+    channel_data_frame,
+)
 from hopline.connection import handshake as hs
 from hopline.connection.forwarding import Drop, route
 from hopline.crypto import CryptoError
@@ -475,7 +481,7 @@ class Endpoint:
         if self.channel_handler is not None:
             self.channel_handler(pc, channel, payload)
         else:
-            self.on_datagram(pc, channel.to_bytes(2, "big") + payload)
+            self.on_datagram(pc, channel_data_frame(channel, payload))
 
     def queue(self, q: asyncio.Queue[Any], item: object, reason: str) -> None:
         """Put on a bounded queue, counting what does not fit."""
