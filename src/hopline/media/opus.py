@@ -513,7 +513,7 @@ class OpusEncoder(_OpusState):
 
         Constrained VBR keeps every packet near the bitrate, so the bitrate is
         a cap a path can plan for. Unconstrained VBR lets libopus spend what
-        the content asks for: in CELT mode it sent 94 kbit/s for speech at a
+        the content asks for: in CELT mode it sent 101 kbit/s for speech at a
         64 kbit/s setting.
         """
         if mode not in _VBR_MODES:
