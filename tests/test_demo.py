@@ -48,7 +48,11 @@ def test_demo_json_reports_every_step(tmp_path: Path) -> None:
     assert {"register alice", "log in bob", "secure wire exchange", "white pages search"} <= set(
         names
     )
-    shown = {"contacts: alice asks, bob accepts", "chat round trip with receipt"}
+    shown = {
+        "contacts: alice asks, bob accepts",
+        "chat round trip with receipt",
+        "offline message: bob away, alice writes",
+    }
     assert shown | {"file transfer alice -> bob", "voice call alice -> bob"} <= set(names)
     assert all(step["ok"] and step["ms"] >= 0 for step in report["steps"])
     call = report["call"]  # the call went from alice's daemon to bob's, as processes

@@ -1,4 +1,4 @@
-"""The demo's daemons and the messaging steps: contacts, presence, a chat and a file.
+"""The demo's daemons and the messaging steps: contacts, presence, chat, offline, a file.
 
 These steps run what a user runs: ``hopline up`` for alice and bob as
 separate processes, and every action through the real command line
@@ -7,8 +7,9 @@ send``, ``chat history``, ``send-file``, ``files accept``, and the call in
 :mod:`hopline.demo.walkthrough`) against those daemons. A step waits for
 what the other side sees by asking that side's daemon (bounded polls), and
 checks it: the request arrived, the accepted contact sees the new presence,
-the reply and the delivered receipt came back, the file arrived with the
-same SHA-256.
+the reply and the delivered receipt came back, a message sent while bob's
+daemon was stopped was stored by the supernodes and shown once he was
+back, the file arrived with the same SHA-256.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -45,6 +47,7 @@ class ChatSteps:
     workdir: Path
     pin_args: Callable[[], list[str]]
     daemons: dict[str, Proc] = field(default_factory=dict)
+    cluster: Cluster | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -119,10 +122,15 @@ class ChatSteps:
 
     def start_daemons(self, cluster: Cluster) -> str:
         """``hopline up`` for both users (not logged in yet: that comes next)."""
+        self.cluster = cluster
         for user in USERS:
-            args = ["up", "--profile", str(self.workdir / user), *self.pin_args()]
-            self.daemons[user] = cluster.start(f"daemon-{user}", args)
+            self.daemons[user] = self._up(user, f"daemon-{user}")
         return ", ".join(f"{u}: pid {p.pid}, API {p.ready['api']}" for u, p in self.daemons.items())
+
+    def _up(self, user: str, name: str) -> Proc:
+        assert self.cluster is not None, "start_daemons first"
+        args = ["up", "--profile", str(self.workdir / user), *self.pin_args()]
+        return self.cluster.start(name, args)
 
     def wait_online(self, user: str) -> dict[str, Any]:
         """Poll ``hopline status`` until ``user``'s daemon is online (adds ``waited_ms``)."""
@@ -186,6 +194,32 @@ class ChatSteps:
         return (
             f"round trip in {ms:.0f} ms; both show the same 2 messages in order, "
             "end-to-end encrypted; alice got bob's delivered receipt"
+        )
+
+    def offline_message(self) -> str:
+        """bob's daemon stops; alice writes; the supernodes hold it until bob is back."""
+        daemon = self.daemons["bob"]
+        daemon.kill(signal.SIGTERM)  # as a user stops it: bob leaves the network
+        if daemon.popen.wait(timeout=20) != 0:
+            raise ChatStepFailed(f"bob's daemon ended with {daemon.popen.returncode}")
+        text = "Call me when you are back."
+        sent = self.cli("alice", "chat", "send", "bob", text)
+        if sent["delivery"] != {"stored": 1}:
+            raise ChatStepFailed(f"alice's message was not stored for bob: {sent['delivery']}")
+        started = time.perf_counter()
+        self.daemons["bob"] = self._up("bob", "daemon-bob-again")
+        waited = self.wait_online("bob")["waited_ms"]
+        history = self.until(
+            lambda: self._has("bob", "alice", sent["message_id"]), "bob to get the offline message"
+        )
+        ms = (time.perf_counter() - started) * 1000
+        shown = next(m["text"] for m in history if m["message_id"] == sent["message_id"])
+        if shown != text:
+            raise ChatStepFailed(f"bob shows the message as {shown!r}")
+        return (
+            f"bob was offline: alice's message waited on the supernodes, sealed for bob; "
+            f"his daemon came back, was online in {waited:.0f} ms and showed the message "
+            f"{ms:.0f} ms after it was started"
         )
 
     def _has(self, user: str, peer: str, message_id: str) -> list[dict[str, Any]] | None:

@@ -307,6 +307,7 @@ def run_demo(
             ("contacts: alice asks, bob accepts", chat.contacts),
             ("presence pushed to a contact", chat.presence),
             ("chat round trip with receipt", chat.chat),
+            ("offline message: bob away, alice writes", chat.offline_message),
             ("file transfer alice -> bob", chat.file),
             ("voice call alice -> bob", walk.voice_call),
         ]
