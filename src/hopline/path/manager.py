@@ -877,11 +877,18 @@ class PathManager:
                 return
 
     def _incoming_from(self, path: PeerPath, seen: set[PeerConnection]) -> PeerConnection | None:
-        """An established connection from the path's peer that no path holds yet."""
+        """An established connection the path's peer opened that no path holds yet.
+
+        Not one we opened: our own attempt's connection is established a few
+        loop turns before that attempt installs it, and taken here for the peer's
+        attempt it would make ours replace (end) the peer's attempt, whose checks
+        the peer then never gets answered (both sides connecting at once).
+        """
         for pc in list(self.endpoint.connections.values()):
             peer = pc.peer
             if not (
                 pc.closed.done()
+                or pc.core.initiator
                 or pc is path.connection
                 or pc in self._by_pc
                 or pc in seen
