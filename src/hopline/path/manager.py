@@ -817,6 +817,8 @@ class PathManager:
         if via is not None and attempt.allocation is not None:
             with contextlib.suppress(EndpointError):
                 await attempt.allocation.bind(remote.address)
+        if self._came_back(attempt):
+            return
         try:
             pc = await self.endpoint.connect(
                 remote.address.as_tuple(),
@@ -830,6 +832,18 @@ class PathManager:
                 self._fail(attempt, f"connect: {exc}")
             return
         self._install(attempt, pc)
+
+    def _came_back(self, attempt: _Attempt) -> bool:
+        """An attempt re-establishing a lost path, which the peer's attempt brought back
+        meanwhile: it ends without a connection of its own (opened to the same address,
+        that would replace and close the live one, and lose what is in flight on it)."""
+        path = attempt.path
+        if not attempt.again or not path.live or self._current.get(path) is attempt:
+            return False
+        if attempt.done is not None and not attempt.done.done():
+            attempt.done.set_result(None)  # the path is back: whoever waits may go on
+        self._give_up(attempt, "path back")
+        return True
 
     async def _take(self, attempt: _Attempt) -> None:
         """Controlled side: take the connections the peer opens (a relayed one
@@ -1257,6 +1271,8 @@ class PathManager:
         try:
             await self._refresh_hosts()
             device = await self._find_device(path.user, path.device_id)
+            if path.live:  # the peer's attempt brought it back while we looked
+                return True
             timeout = min(left, self.config.reestablish_attempt_s)
             await self._establish(path, device, timeout, again=True)
         except (EndpointError, PathClosedError) as exc:
